@@ -1,0 +1,60 @@
+"""Shared test set-up: the exercise implementation switch and the exercise markers.
+
+Exercise tests are marked with their exercise's marker (``@pytest.mark.ex4_1``) and get
+the object under test from the ``impl`` fixture. By default that is the reference in
+``lsce_scratch``; ``--impl=learner`` (or LSCE_IMPL=learner, which ``lsce check`` sets)
+loads the learner's file from lessons/exercises/ instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from lsce_scratch import exercises
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--impl",
+        choices=("reference", "learner"),
+        default=os.environ.get("LSCE_IMPL", "reference"),
+        help="test the reference in lsce_scratch (default) or the learner's lessons/exercises/",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for exercise in exercises.load_manifest():
+        config.addinivalue_line(
+            "markers", f"{exercise.marker}: tests of exercise {exercise.id} ({exercise.title})"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--impl") == "learner":
+        return f"exercise implementation: learner ({exercises.exercises_dir()})"
+    return "exercise implementation: reference (lsce_scratch)"
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest) -> Callable[..., object]:
+    """``impl()`` is the object of this test's exercise; ``impl("4.2")`` of an earlier one."""
+    marks = [m.name for m in request.node.iter_markers() if m.name.startswith("ex")]
+    by_marker = {e.marker: e for e in exercises.load_manifest()}
+    own = [by_marker[m] for m in marks if m in by_marker]
+    learner = request.config.getoption("--impl") == "learner"
+
+    def get(exercise_id: str | None = None) -> object:
+        if exercise_id is None:
+            if len(own) != 1:
+                raise RuntimeError(f"{request.node.nodeid} needs exactly one exercise marker")
+            exercise = own[0]
+        else:
+            exercise = exercises.get_exercise(exercise_id)
+        if learner:
+            return exercises.learner_object(exercise)
+        return exercises.reference_object(exercise)
+
+    return get
