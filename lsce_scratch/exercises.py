@@ -84,14 +84,18 @@ def load_manifest(root: Path | None = None) -> list[Exercise]:
     return exercises
 
 
+class UnknownExerciseError(LookupError):
+    """An exercise id that the manifest does not have."""
+
+
 def get_exercise(exercise_id: str, root: Path | None = None) -> Exercise:
-    """The manifest entry with this id, or a KeyError that lists the ids."""
+    """The manifest entry with this id, or an UnknownExerciseError that lists the ids."""
     exercises = load_manifest(root)
     for exercise in exercises:
         if exercise.id == exercise_id:
             return exercise
     known = ", ".join(e.id for e in exercises)
-    raise KeyError(f"no exercise {exercise_id!r}; the exercises are {known}")
+    raise UnknownExerciseError(f"no exercise {exercise_id!r}; the exercises are {known}")
 
 
 def reference_object(exercise: Exercise) -> object:
@@ -147,7 +151,7 @@ def _definition(tree: ast.Module, dotted: str) -> ast.FunctionDef | None:
     return found if isinstance(found, ast.FunctionDef) else None
 
 
-def _is_stub_body(function: ast.FunctionDef) -> bool:
+def is_stub_body(function: ast.FunctionDef) -> bool:
     """True when the body is (a docstring and) a lone ``raise NotImplementedError(...)``."""
     body = function.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -166,7 +170,7 @@ def is_started(exercise: Exercise, root: Path | None = None) -> bool:
     definition = _definition(ast.parse(source), exercise.function)
     if definition is None:
         raise LookupError(f"{exercise.file} has no {exercise.function} (exercise {exercise.id})")
-    return not _is_stub_body(definition)
+    return not is_stub_body(definition)
 
 
 def choose(exercise_id: str, console: Console | None = None) -> object:

@@ -1,0 +1,36 @@
+"""Lesson 06 exercise: the backward of our torch.autograd.Function.
+
+The forward is lsce_scratch.nn.LSCEFunction's (inherited); you write the backward, the
+closed form of lesson 05 in torch. Notation: z (N, K) logits, p = softmax(z),
+q = (1 − ε)·onehot(y) + ε/K (or (1 − ε)·t + ε/K for probability targets t), r = w ⊙ q,
+S = Σ_k r_k, and per row ∂ℓ/∂z_j = S·p_j − r_j.
+"""
+
+import torch  # noqa: F401  (your backward will need it)
+from torch import Tensor
+
+from lsce_scratch import nn as reference
+
+
+class LSCEFunction(reference.LSCEFunction):
+    """LSCE on (N, K) logits: the reference forward, your backward."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        """Return (∂L/∂logits, None, None, None, None, None, None).
+
+        What the forward saved for you:
+            logits, target, weight, z_max, log1p_rest, rest, argmax, denominator = ctx.saved_tensors
+            epsilon, ignore_index, reduction, kind = ctx.options
+        logits (N, K); target (N,) int64 indices (kind == "index") or (N, K) probabilities
+        (kind == "soft"); weight (K,) or None; z_max (N,) the row maxima; log1p_rest (N,) with
+        lse = z_max + log1p_rest; denominator the 'mean' divisor (None otherwise). Rows whose
+        index target equals ignore_index get a zero gradient. grad_output is a scalar for
+        'mean'/'sum' and (N,) for 'none'. Compute in float32 or float64 (not float16) and
+        return the gradient in the logits' dtype.
+        """
+        # p = exp(z − lse);  ∂ℓ_i/∂z_ij = S_i p_ij − r_ij
+        # 'mean': divide by denominator;  'sum': × grad_output;  'none': row i × grad_output[i]
+        raise NotImplementedError(
+            "Exercise 6.1 (LSCEFunction.backward): run `lsce hint 6.1`, then `lsce check 6.1`"
+        )

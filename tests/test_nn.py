@@ -1,0 +1,300 @@
+"""The PyTorch bridge: LSCEFunction, the functional, the module and the composite module.
+
+The oracle is ``F.cross_entropy(movedim(logits, -1, 1), ..., label_smoothing=ε)``. Every
+test runs on the CPU and, when a GPU is present, on CUDA.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lsce_scratch import lsce_backward, lsce_forward
+from lsce_scratch.nn import (
+    CompositeLabelSmoothingCrossEntropy,
+    LabelSmoothingCrossEntropy,
+    label_smoothing_cross_entropy,
+)
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
+        ],
+    ),
+]
+
+
+def _logits(shape: tuple[int, ...], seed: int, device: str, dtype=torch.float64) -> torch.Tensor:
+    """Random logits with one confident class in about a third of the rows."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    rows = z.reshape(-1, shape[-1])
+    boost = (torch.rand(rows.shape[0], generator=g) < 0.35) * 10.0
+    winner = torch.randint(0, shape[-1], (rows.shape[0],), generator=g)
+    rows[torch.arange(rows.shape[0]), winner] += boost.to(torch.float64)
+    return z.to(device=device, dtype=dtype)
+
+
+def _builtin(z, target, epsilon, reduction, weight, ignore_index=-100):
+    """PyTorch's loss with the classes moved to dim 1 (the oracle)."""
+    soft = target.is_floating_point()
+    if z.dim() >= 2:
+        z = torch.movedim(z, -1, 1)
+        target = torch.movedim(target, -1, 1) if soft else target
+    return F.cross_entropy(
+        z, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=epsilon,
+    )  # fmt: skip
+
+
+def _loss_and_grad(fn, z, *args, upstream=None, **kwargs):
+    z = z.detach().clone().requires_grad_(True)
+    loss = fn(z, *args, **kwargs)
+    if upstream is None:
+        upstream = torch.full_like(loss, 0.7) if loss.dim() == 0 else torch.randn_like(loss)
+    loss.backward(upstream)
+    return loss.detach(), z.grad, upstream
+
+
+GRID = list(
+    itertools.product(
+        [0.0, 0.05, 0.1, 0.5, 1.0],  # epsilon
+        [1, 2, 3, 37, 1000],  # K
+        ["none", "sum", "mean"],
+    )
+)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("epsilon, num_classes, reduction", GRID)
+def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
+    seed = hash((epsilon, num_classes, reduction)) % 10_000
+    g = torch.Generator().manual_seed(seed)
+    weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(device)
+    for leading, use_weight, kind in itertools.product(
+        [(), (6,), (3, 4)], [False, True], ["index", "ignored", "all-ignored", "soft"]
+    ):
+        if kind == "soft":
+            target = torch.softmax(torch.randn(leading + (num_classes,), generator=g), -1)
+            target = target.to(device=device, dtype=torch.float64)
+        else:
+            target = torch.randint(0, num_classes, leading, generator=g).to(device)
+            if kind == "ignored" and target.numel() > 1:
+                target.view(-1)[::3] = -100
+            if kind == "all-ignored":
+                target.fill_(-100)
+        w = weight if use_weight else None
+        z = _logits(leading + (num_classes,), seed, device)
+        theirs, their_grad, upstream = _loss_and_grad(_builtin, z, target, epsilon, reduction, w)
+        ours, our_grad, _ = _loss_and_grad(
+            label_smoothing_cross_entropy, z, target, epsilon,
+            upstream=upstream, reduction=reduction, weight=w,
+        )  # fmt: skip
+        case = f"leading={leading}, weight={use_weight}, target={kind}"
+        assert ours.shape == theirs.shape, case
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case)
+        torch.testing.assert_close(
+            our_grad, their_grad, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case
+        )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("variant", ["plain", "weight", "ignore_index", "soft"])
+def test_gradcheck(device, reduction, variant):
+    z = _logits((5, 4), 7, device).requires_grad_(True)
+    target = torch.tensor([1, 0, 3, 2, 2], device=device)
+    weight = None
+    if variant == "weight":
+        weight = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64, device=device)
+    if variant == "ignore_index":
+        target[[1, 3]] = 2
+    if variant == "soft":
+        target = torch.softmax(torch.randn(5, 4, dtype=torch.float64), -1).to(device)
+    ignore = 2 if variant == "ignore_index" else -100
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return label_smoothing_cross_entropy(
+            x, target, 0.1, reduction=reduction, weight=weight, ignore_index=ignore
+        )
+
+    assert torch.autograd.gradcheck(loss, (z,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_composite_module_agrees(device, reduction):
+    z = _logits((4, 3, 9), 11, device)
+    target = torch.randint(0, 9, (4, 3), generator=torch.Generator().manual_seed(1)).to(device)
+    composite = CompositeLabelSmoothingCrossEntropy(0.2, reduction)
+    ours = LabelSmoothingCrossEntropy(0.2, reduction)
+    theirs, their_grad, upstream = _loss_and_grad(composite, z, target)
+    mine, my_grad, _ = _loss_and_grad(ours, z, target, upstream=upstream)
+    torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(my_grad, their_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_agrees_with_the_numpy_core(device):
+    z = _logits((6, 7), 13, device)
+    target = torch.tensor([0, 6, -100, 3, 3, 1], device=device)
+    weight = torch.linspace(0.5, 2.0, 7, dtype=torch.float64, device=device)
+    loss, grad, upstream = _loss_and_grad(
+        label_smoothing_cross_entropy, z, target, 0.15, reduction="none", weight=weight
+    )
+    np_loss, cache = lsce_forward(
+        z.cpu().numpy(), target.cpu().numpy(), 0.15, reduction="none", weight=weight.cpu().numpy()
+    )
+    np.testing.assert_allclose(loss.cpu().numpy(), np_loss, rtol=1e-12)
+    np.testing.assert_allclose(
+        grad.cpu().numpy(), lsce_backward(upstream.cpu().numpy(), cache), rtol=1e-10, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_half_precision_with_confident_logits(device, dtype, tolerance, epsilon):
+    """Computed in float32 inside, rounded to the input dtype once.
+
+    The reference is float64 on the same (already rounded) logits, so the only error left
+    is ours. With p_y between 0.999 and 0.99995 the true-class gradient p_y − q_y is tiny;
+    rounding p_y to the input dtype first and then subtracting (a naive kernel) loses it.
+    ('sum' keeps the gradients inside float16's normal range.)
+    """
+    n, k = 64, 50
+    g = torch.Generator().manual_seed(5)
+    target = torch.randint(0, k, (n,), generator=g)
+    z = torch.randn(n, k, generator=g, dtype=torch.float64)
+    rows = torch.arange(n)
+    p_wanted = torch.linspace(0.999, 0.99995, n, dtype=torch.float64)
+    others = torch.logsumexp(z.scatter(1, target[:, None], -torch.inf), dim=-1)
+    # softmax(z)_y = p  ⇔  z_y = log(p / (1 − p)) + log Σ_{j≠y} exp(z_j)
+    z[rows, target] = torch.log(p_wanted / (1 - p_wanted)) + others
+    z, target = z.to(dtype).to(device), target.to(device)
+    rows = rows.to(device)
+    p_true = torch.softmax(z.double(), -1)[rows, target]
+    assert p_true.min() >= 0.998
+    loss, grad, _ = _loss_and_grad(
+        label_smoothing_cross_entropy, z, target, epsilon, reduction="sum"
+    )
+    ref_loss, ref_grad, _ = _loss_and_grad(_builtin, z.double(), target, epsilon, "sum", None)
+    assert grad.dtype == dtype and loss.dtype == dtype
+    assert abs(loss.double() - ref_loss) <= tolerance * abs(ref_loss)
+    true_ours, true_ref = grad.double()[rows, target], ref_grad[rows, target]
+    assert ((true_ours - true_ref).abs() / true_ref.abs()).max() <= tolerance
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=tolerance, atol=1e-7)
+    if epsilon == 0.0:
+        # the naive kernel, p rounded to the input dtype and then p_y − 1, fails this test
+        p_rounded = torch.softmax(z.double(), -1).to(dtype).double()[rows, target]
+        naive_error = (0.7 * (p_rounded - 1.0) - true_ref).abs() / true_ref.abs()
+        assert naive_error.max() > 10 * tolerance
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("delta", [1e-5, 1e-6, 1e-7])
+def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
+    """Lesson 05's cancellation: p_y = 1 − δ in float32 leaves p_y − 1 with few digits."""
+    n, k = 4, 10
+    target = torch.tensor([0, 3, 9, 5])
+    z = torch.zeros(n, k, dtype=torch.float64)
+    # softmax(z)_y = 1 − δ when z_y = log((1 − δ)(K − 1)/δ) and the other logits are 0
+    z[torch.arange(n), target] = float(np.log((1 - delta) * (k - 1) / delta))
+    ours = _loss_and_grad(
+        label_smoothing_cross_entropy,
+        z.float().to(device),
+        target.to(device),
+        0.0,
+        reduction="sum",
+        upstream=torch.tensor(1.0, device=device),
+    )[1]
+    ref = _loss_and_grad(_builtin, z, target, 0.0, "sum", None, upstream=torch.tensor(1.0))[1]
+    rows = torch.arange(n)
+    true_ours, true_ref = ours.double().cpu()[rows, target], ref[rows, target]
+    assert ((true_ours - true_ref).abs() / true_ref.abs()).max() < 1e-3
+
+
+def _extra_saved_bytes(fn, z, target) -> int:
+    """Bytes autograd saves for the backward of fn, beyond the logits' own storage."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(z, target)
+    storages.pop(z.untyped_storage().data_ptr(), None)
+    return sum(storages.values())
+
+
+def test_saves_only_the_logits_and_a_few_numbers_per_row():
+    n, k = 512, 1000
+    z = _logits((n, k), 3, "cpu", torch.float32).requires_grad_(True)
+    target = torch.randint(0, k, (n,))
+    budget = 64 * n  # O(N): a few numbers per row, never an (N, K) tensor
+    ours = _extra_saved_bytes(LabelSmoothingCrossEntropy(0.1), z, target)
+    assert ours <= budget, f"saved {ours} bytes beyond the logits for backward; budget {budget}"
+    # the same measurement catches autograd over log_softmax, which saves an (N, K) tensor
+    composite = _extra_saved_bytes(CompositeLabelSmoothingCrossEntropy(0.1), z, target)
+    assert composite >= z.numel() * z.element_size()
+
+
+def test_double_backward_raises_a_clear_error():
+    z = _logits((3, 4), 2, "cpu").requires_grad_(True)
+    loss = label_smoothing_cross_entropy(z, torch.tensor([0, 1, 2]))
+    with pytest.raises(RuntimeError, match="does not support double backward"):
+        torch.autograd.grad(loss, z, create_graph=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, target, error, match",
+    [
+        ({"epsilon": 1.5}, [0, 1], ValueError, "epsilon must be in"),
+        ({"reduction": "avg"}, [0, 1], ValueError, "reduction must be one of"),
+        ({}, [0, 7], ValueError, r"class index 7 outside \[0, 3\]"),
+        ({}, [0.0, 1.0], TypeError, "class indices must be integers"),
+        ({}, [0], ValueError, r"target shape \(1,\) does not fit logits shape \(2, 4\)"),
+        ({"weight": [1.0, 2.0]}, [0, 1], ValueError, r"weight must have shape \(4,\)"),
+        ({"weight": [1.0, -2.0, 1.0, 1.0]}, [0, 1], ValueError, "weight must be >= 0"),
+    ],
+)
+def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error, match):
+    z = np.random.default_rng(0).normal(size=(2, 4))
+    numpy_kwargs = dict(kwargs)
+    torch_kwargs = {
+        key: torch.tensor(value, dtype=torch.float64) if key == "weight" else value
+        for key, value in kwargs.items()
+    }
+    with pytest.raises(error, match=match) as numpy_error:
+        lsce_forward(z, np.array(target), **numpy_kwargs)
+    with pytest.raises(error, match=match) as torch_error:
+        label_smoothing_cross_entropy(
+            torch.tensor(z), torch.tensor(np.array(target)), **torch_kwargs
+        )
+    assert str(numpy_error.value) == str(torch_error.value)
+
+
+def test_non_finite_and_integer_logits_are_refused():
+    with pytest.raises(ValueError, match=r"non-finite value\(s\).*index \(1, 2\)"):
+        z = torch.zeros(2, 3)
+        z[1, 2] = float("nan")
+        label_smoothing_cross_entropy(z, torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match=r"logits must be floating point.*logits.float\(\)"):
+        label_smoothing_cross_entropy(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]))
+
+
+def test_module_carries_its_weight_to_the_device_and_prints_its_settings():
+    module = LabelSmoothingCrossEntropy(0.2, "sum", weight=torch.ones(3))
+    assert "epsilon=0.2" in repr(module) and "reduction='sum'" in repr(module)
+    assert "weight" in dict(module.named_buffers())
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        LabelSmoothingCrossEntropy(epsilon=2.0)
