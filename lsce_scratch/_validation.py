@@ -17,12 +17,18 @@ SPREADS = ("all", "others")
 
 def check_epsilon(epsilon: object) -> float:
     """Return ε as a float, or raise if it is not a number in [0, 1]."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real):
+    # a Python or NumPy number, or a one-element array or tensor; not a bool or a string
+    try:
+        if isinstance(epsilon, bool | str | bytes) or not (
+            isinstance(epsilon, Real) or getattr(epsilon, "ndim", None) == 0
+        ):
+            raise TypeError
+        value = float(epsilon)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         raise TypeError(
             f"epsilon must be a real number in [0, 1] (the probability mass moved off the "
             f"true class); got {type(epsilon).__name__} {epsilon!r}"
-        )
-    value = float(epsilon)
+        ) from None
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(
             f"epsilon must be in [0, 1] (the probability mass moved off the true class); "
@@ -133,12 +139,20 @@ def target_kind(
 
 
 def check_index_values(
-    out_of_range: Sequence[int], num_classes: int, ignore_index: int
+    out_of_range: Sequence[int], num_classes: int, ignore_index: int | None
 ) -> None:
-    """Raise if any class index (other than ignore_index) lies outside [0, K−1]."""
+    """Raise if any class index (other than ignore_index) lies outside [0, K−1].
+
+    ``ignore_index=None`` is for callers without one (smooth_labels): every index must fit.
+    """
     if len(out_of_range) == 0:
         return
     shown = ", ".join(str(int(v)) for v in list(out_of_range)[:5])
+    if ignore_index is None:
+        raise ValueError(
+            f"target holds class index {shown} outside [0, {num_classes - 1}] "
+            f"(num_classes = {num_classes}); every index must lie in that range"
+        )
     raise ValueError(
         f"target holds class index {shown} outside [0, {num_classes - 1}] (logits have "
         f"K = {num_classes} classes on the last axis); only ignore_index={ignore_index} may "
@@ -162,9 +176,7 @@ def check_soft_values(minimum: float, all_finite: bool, ignore_index: int) -> No
         )
 
 
-def check_weight(
-    shape: Sequence[int], num_classes: int, minimum: float, all_finite: bool
-) -> None:
+def check_weight(shape: Sequence[int], num_classes: int, minimum: float, all_finite: bool) -> None:
     """Check a class-weight vector: shape (K,), finite, non-negative."""
     if tuple(shape) != (num_classes,):
         raise ValueError(

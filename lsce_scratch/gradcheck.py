@@ -23,7 +23,9 @@ KINK_THRESHOLD = 1e-4
 
 
 # --8<-- [start:numerical_gradient]
-def numerical_gradient(f: Callable[[np.ndarray], float], x: ArrayLike, h: float = 1e-5) -> np.ndarray:
+def numerical_gradient(
+    f: Callable[[np.ndarray], float], x: ArrayLike, h: float = 1e-5
+) -> np.ndarray:
     """∂f/∂x by central differences, one coordinate at a time.
 
     ``f`` maps an array shaped like ``x`` to a scalar. Each coordinate is nudged by ±h in a
@@ -32,7 +34,9 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: ArrayLike, h: float 
     """
     x = np.array(x, copy=True)
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x must be a floating-point array; got {x.dtype}. Use x.astype(np.float64)")
+        raise TypeError(
+            f"x must be a floating-point array; got {x.dtype}. Use x.astype(np.float64)"
+        )
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         original = x[index]
@@ -44,6 +48,8 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: ArrayLike, h: float 
         # ∂f/∂x_i ≈ (f(x + h e_i) − f(x − h e_i)) / 2h, error O(h²)
         grad[index] = (f_plus - f_minus) / (2 * h)
     return grad
+
+
 # --8<-- [end:numerical_gradient]
 
 
@@ -57,6 +63,8 @@ def rel_error(a: ArrayLike, b: ArrayLike) -> float:
         return 0.0
     # the 1e-8 floor keeps entries where both are (almost) zero from dividing by zero
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
 # --8<-- [end:rel_error]
 
 

@@ -55,8 +55,15 @@ def prepare(
     reduction: str,
     weight: ArrayLike | None,
     ignore_index: int,
+    *,
+    check_finite: bool = True,
 ) -> Prepared:
-    """Validate the arguments of an LSCE call and flatten them to rows of K classes."""
+    """Validate the arguments of an LSCE call and flatten them to rows of K classes.
+
+    ``check_finite=False`` skips the NaN/inf scan of the logits, for callers that find
+    non-finite logits in their own row statistics (lsce_scratch.fast) instead of paying
+    an extra pass and an (N, K) boolean array.
+    """
     epsilon = check.check_epsilon(epsilon)
     reduction = check.check_reduction(reduction)
     ignore_index = check.check_ignore_index(ignore_index)
@@ -69,10 +76,8 @@ def prepare(
     )
     dtype = compute_dtype(logits.dtype)
     z = logits.astype(dtype, copy=False).reshape(-1, num_classes)
-    finite = np.isfinite(z)
-    if not finite.all():
-        bad = np.argwhere(~np.isfinite(logits))
-        raise check.nonfinite_logits_error(len(bad), bad[0])
+    if check_finite and not np.isfinite(z).all():
+        raise_nonfinite(logits)
 
     target = np.asarray(target)
     kind = check.target_kind(
@@ -85,7 +90,9 @@ def prepare(
     if kind == "index":
         t = target.reshape(-1).astype(np.int64, copy=False)
         valid = t != ignore_index
-        check.check_index_values(t[valid & ((t < 0) | (t >= num_classes))], num_classes, ignore_index)
+        check.check_index_values(
+            t[valid & ((t < 0) | (t >= num_classes))], num_classes, ignore_index
+        )
     else:
         t = target.astype(dtype, copy=False).reshape(-1, num_classes)
         check.check_soft_values(
@@ -105,13 +112,26 @@ def prepare(
     return Prepared(z, t, kind, valid, w, epsilon, reduction, logits.shape[:-1], logits.dtype)
 
 
+def raise_nonfinite(logits: np.ndarray) -> None:
+    """Raise the NaN/inf error naming the first bad entry, if ``logits`` has one."""
+    bad = np.argwhere(~np.isfinite(logits))
+    if len(bad):
+        raise check.nonfinite_logits_error(len(bad), bad[0])
+
+
 def normaliser(prep: Prepared) -> np.ndarray:
-    """The denominator of reduction='mean': Σ w_{y_i} over counted rows, or the row count."""
+    """The denominator of reduction='mean': Σ w_{y_i} over counted rows, or the row count.
+
+    Zero (every row ignored, or zero weight on every true class) gives NaN: the mean is
+    undefined there, and PyTorch returns NaN too.
+    """
     if prep.kind == "soft":
-        return np.asarray(prep.logits.shape[0], dtype=prep.logits.dtype)
-    if prep.weight is None:
-        return np.asarray(np.count_nonzero(prep.valid), dtype=prep.logits.dtype)
-    return np.sum(prep.weight[prep.safe_target] * prep.valid)
+        total = np.asarray(prep.logits.shape[0], dtype=prep.logits.dtype)
+    elif prep.weight is None:
+        total = np.asarray(np.count_nonzero(prep.valid), dtype=prep.logits.dtype)
+    else:
+        total = np.sum(prep.weight[prep.safe_target] * prep.valid)
+    return np.where(total == 0, np.nan, total)
 
 
 def reduce_rows(row_loss: np.ndarray, prep: Prepared) -> np.ndarray:
@@ -121,25 +141,26 @@ def reduce_rows(row_loss: np.ndarray, prep: Prepared) -> np.ndarray:
     elif prep.reduction == "sum":
         out = np.sum(row_loss)
     else:
-        # An all-ignored batch gives 0/0 = NaN, as in PyTorch.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.sum(row_loss) / normaliser(prep)
+        out = np.sum(row_loss) / normaliser(prep)
     return np.asarray(out).astype(prep.input_dtype)[()]
+
+
+def upstream(dloss: ArrayLike, prep: Prepared) -> np.ndarray:
+    """``dloss`` checked against the loss's shape, in the compute dtype: 0-d, or (N,) for 'none'."""
+    expected = prep.leading_shape if prep.reduction == "none" else ()
+    dloss = np.asarray(dloss)
+    if not np.issubdtype(dloss.dtype, np.number) or np.issubdtype(dloss.dtype, np.complexfloating):
+        raise TypeError(f"dloss must be a real number or array; got dtype {dloss.dtype}")
+    check.check_dloss(dloss.shape, expected, prep.reduction)
+    dloss = dloss.astype(prep.logits.dtype)
+    return dloss.reshape(-1) if prep.reduction == "none" else dloss
 
 
 def row_scale(dloss: ArrayLike, prep: Prepared) -> np.ndarray:
     """∂L/∂ℓ_i for every row, shape (N, 1): the upstream gradient through the reduction."""
-    expected = prep.leading_shape if prep.reduction == "none" else ()
-    dloss = np.asarray(dloss)
-    check.check_dloss(dloss.shape, expected, prep.reduction)
-    dloss = dloss.astype(prep.logits.dtype)
-    if prep.reduction == "none":
-        scale = dloss.reshape(-1)
-    elif prep.reduction == "sum":
-        scale = dloss
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = dloss / normaliser(prep)
+    dloss = upstream(dloss, prep)
+    # 'mean' divides by Σ w_{y_i}; 'sum' passes dloss on; for 'none' it is already per row
+    scale = dloss / normaliser(prep) if prep.reduction == "mean" else dloss
     # Ignored rows get exactly 0, even when the all-ignored mean is 0/0 (as in PyTorch).
     return np.where(prep.valid, scale, 0.0).astype(prep.logits.dtype)[:, None]
 
@@ -165,7 +186,7 @@ def smooth_labels(
             f"Convert with target.astype(int)"
         )
     check.check_index_values(
-        target[(target < 0) | (target >= num_classes)].reshape(-1), num_classes, ignore_index=-100
+        target[(target < 0) | (target >= num_classes)].reshape(-1), num_classes, ignore_index=None
     )
     if spread == "all":
         # q_k = ε/K for every k, plus 1 − ε on the true class
@@ -178,6 +199,8 @@ def smooth_labels(
     q = np.full(target.shape + (num_classes,), off)
     np.put_along_axis(q, target[..., None], on, axis=-1)
     return q
+
+
 # --8<-- [end:smooth_labels]
 
 
@@ -193,6 +216,8 @@ def weighted_targets(prep: Prepared) -> np.ndarray:
     # PyTorch weights every class term (pytorch #104776): r_k = w_k q_k
     r = q if prep.weight is None else q * prep.weight
     return np.where(prep.valid[:, None], r, 0.0)
+
+
 # --8<-- [end:weighted_targets]
 
 
@@ -224,10 +249,12 @@ def lsce_forward(
     log_p = log_softmax(prep.logits)
     # r = w ⊙ q, zero on ignored rows
     r = weighted_targets(prep)
-    # ℓ_i = −Σ_k r_ik log p_ik
-    row_loss = -np.sum(r * log_p, axis=-1)
+    # ℓ_i = Σ_k r_ik (−log p_ik), a sum of non-negative terms
+    row_loss = np.sum(r * -log_p, axis=-1)
     cache = {"prep": prep, "p": np.exp(log_p), "r": r}
     return reduce_rows(row_loss, prep), cache
+
+
 # --8<-- [end:lsce_forward]
 
 
@@ -250,7 +277,26 @@ def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
     # chain rule through the reduction: mean divides by Σ w_{y_i}, none scales row by row
     grad *= row_scale(dloss, prep)
     return grad.reshape(prep.leading_shape + (prep.num_classes,)).astype(prep.input_dtype)
+
+
 # --8<-- [end:lsce_backward]
+
+
+# --8<-- [start:optimal_logit_gap]
+def optimal_logit_gap(num_classes: int, epsilon: float) -> float:
+    """The logit gap z_y − z_k (k ≠ y) that minimises LSCE: ln(1 + K(1 − ε)/ε); inf at ε = 0.
+
+    At the optimum softmax(z) = q, so z_y − z_k = ln(q_y / q_k) = ln((1 − ε + ε/K)/(ε/K)).
+    """
+    epsilon = check.check_epsilon(epsilon)
+    num_classes = check.check_num_classes(num_classes)
+    if epsilon == 0.0:
+        return float("inf")
+    # d* = ln(1 + K(1 − ε)/ε)
+    return float(np.log1p(num_classes * (1.0 - epsilon) / epsilon))
+
+
+# --8<-- [end:optimal_logit_gap]
 
 
 def label_smoothing_cross_entropy(

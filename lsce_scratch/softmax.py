@@ -46,9 +46,12 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """
     x = _as_float(x)
     shifted, m = _shift_by_max(x, axis)
-    # lse(x) = m + log Σ_k exp(x_k − m)
-    lse = m + np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # lse(x) = m + log Σ_k exp(x_k − m); a row of all −inf is log 0 = −inf, not a warning
+    with np.errstate(divide="ignore"):
+        lse = m + np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return np.squeeze(lse, axis=axis)
+
+
 # --8<-- [end:logsumexp]
 
 
@@ -61,8 +64,11 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """
     x = _as_float(x)
     shifted, _ = _shift_by_max(x, axis)
-    # log p_k = (x_k − m) − log Σ_j exp(x_j − m)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # log p_k = (x_k − m) − log Σ_j exp(x_j − m)  (undefined, NaN, on a row of all −inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
 # --8<-- [end:log_softmax]
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lsce_scratch import lsce_backward, lsce_forward
+from lsce_scratch.memory import extra_saved_bytes
 from lsce_scratch.nn import (
     CompositeLabelSmoothingCrossEntropy,
     LabelSmoothingCrossEntropy,
@@ -222,29 +223,15 @@ def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
     assert ((true_ours - true_ref).abs() / true_ref.abs()).max() < 1e-3
 
 
-def _extra_saved_bytes(fn, z, target) -> int:
-    """Bytes autograd saves for the backward of fn, beyond the logits' own storage."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(z, target)
-    storages.pop(z.untyped_storage().data_ptr(), None)
-    return sum(storages.values())
-
-
 def test_saves_only_the_logits_and_a_few_numbers_per_row():
     n, k = 512, 1000
     z = _logits((n, k), 3, "cpu", torch.float32).requires_grad_(True)
     target = torch.randint(0, k, (n,))
     budget = 64 * n  # O(N): a few numbers per row, never an (N, K) tensor
-    ours = _extra_saved_bytes(LabelSmoothingCrossEntropy(0.1), z, target)
+    ours = extra_saved_bytes(LabelSmoothingCrossEntropy(0.1), z, target)
     assert ours <= budget, f"saved {ours} bytes beyond the logits for backward; budget {budget}"
     # the same measurement catches autograd over log_softmax, which saves an (N, K) tensor
-    composite = _extra_saved_bytes(CompositeLabelSmoothingCrossEntropy(0.1), z, target)
+    composite = extra_saved_bytes(CompositeLabelSmoothingCrossEntropy(0.1), z, target)
     assert composite >= z.numel() * z.element_size()
 
 

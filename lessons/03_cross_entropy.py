@@ -1,0 +1,288 @@
+# %% [markdown]
+# # Lesson 03: cross-entropy
+#
+# The loss of a classifier with N examples, logits z_i ∈ R^K and true classes y_i:
+#
+#     ℓ_i = −log p_{i,y_i} = lse(z_i) − z_{i,y_i},    L = (1/N) Σ_i ℓ_i,    p_i = softmax(z_i).
+#
+# This is the negative log-likelihood (NLL) of the true class. We compute it stably
+# (lesson 01), derive its gradient by hand through the softmax Jacobian, fuse it into
+# ∂L/∂z_i = (p_i − onehot(y_i)) / N, and check that against central differences
+# (lesson 02) and PyTorch's autograd. Exercises 3.1 and 3.2 rebuild the forward and the
+# backward.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lsce_scratch import exercises
+from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
+from lsce_scratch.losses import cross_entropy_backward as reference_backward
+from lsce_scratch.losses import cross_entropy_forward as reference_forward
+from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
+from lsce_scratch.softmax import log_softmax, softmax
+
+rng = np.random.default_rng(3)
+table = CheckTable("Lesson 03: cross-entropy")
+
+cross_entropy_forward = exercises.choose("3.1", console)
+cross_entropy_backward = exercises.choose("3.2", console)
+yours_forward = cross_entropy_forward is not reference_forward
+yours_backward = cross_entropy_backward is not reference_backward
+# A backward reads the cache of its own forward: yours with yours, the reference's with its own.
+if yours_backward and not yours_forward:
+    console.print(
+        "[yellow]your cross_entropy_backward reads the cache of your cross_entropy_forward "
+        "(exercise 3.1), which is not started yet: using the reference pair[/yellow]"
+    )
+    cross_entropy_backward, yours_backward = reference_backward, False
+forward_for_backward = cross_entropy_forward if yours_backward else reference_forward
+yours = yours_forward or yours_backward
+
+# %% [markdown]
+# ## 1. The forward pass: NLL of the true class
+#
+# N = 8 rows of K = 5 logits, scaled from 0.1 to 50 so some rows are confident (and some of
+# those confidently wrong, with a large loss).
+
+# %%
+# --8<-- [start:forward]
+N, K = 8, 5
+scales = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 50.0])
+z = rng.normal(size=(N, K)) * scales[:, None]  # float64
+y = rng.integers(0, K, size=N)
+
+loss, cache = cross_entropy_forward(z, y)
+# ℓ_i = −log p_{i,y_i}, picked out of the stable log-softmax
+by_hand = -log_softmax(z)[np.arange(N), y]
+# --8<-- [end:forward]
+# --8<-- [start:forward-torch]
+torch_loss = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y))
+# --8<-- [end:forward-torch]
+print(f"loss {float(loss):.6f}   torch {torch_loss.item():.6f}   per row {np.round(by_hand, 3)}")
+
+table.compare(
+    "CE forward vs F.cross_entropy (float64)",
+    loss,
+    torch_loss.numpy(),
+    rtol=1e-14,
+    required=not yours_forward,
+)
+table.compare(
+    "CE forward = mean of −log p_y", loss, by_hand.mean(), rtol=1e-14, required=not yours_forward
+)
+
+# %% [markdown]
+# ## 2. A sanity check: uniform logits give log K
+#
+# When all K logits of a row are equal, p = 1/K for every class and the loss is
+# −log(1/K) = log K, whatever the common value. A freshly initialised classifier has small,
+# almost equal logits, so its first loss should be close to log K: for K = 10 that is
+# 2.3026 (CS231n's "loss close to −log(0.1)"). A very different first loss means a bug.
+
+# %%
+# --8<-- [start:uniform]
+for k in (2, 5, 10, 37):
+    uniform = np.full((4, k), 1.0) * rng.normal(size=(4, 1)) * 100  # each row constant
+    sanity, _ = cross_entropy_forward(uniform, rng.integers(0, k, size=4))
+    print(f"K = {k:2d}: loss {float(sanity):.6f}   log K = {np.log(k):.6f}")
+    table.compare(
+        f"uniform logits, K = {k}: loss = log K",
+        sanity,
+        np.log(k),
+        rtol=1e-14,
+        required=not yours_forward,
+    )
+small_init = rng.normal(size=(64, 10)) * 0.01
+first_loss, _ = cross_entropy_forward(small_init, rng.integers(0, 10, size=64))
+# --8<-- [end:uniform]
+table.claim(
+    "small random logits: loss ≈ log 10",
+    abs(float(first_loss) - np.log(10)) < 0.02,
+    f"{float(first_loss):.4f} vs log 10 = {np.log(10):.4f}",
+    required=not yours_forward,
+)
+
+# %% [markdown]
+# ## 3. The gradient, one piece at a time
+#
+# For one row, ℓ = −log p_y. Two pieces and the chain rule:
+#
+#     ∂ℓ/∂p_k  = −1[k = y] / p_y                      (only p_y appears in ℓ)
+#     ∂p_k/∂z_j = p_k (1[k = j] − p_j)                 (the softmax Jacobian J = diag(p) − p pᵀ)
+#     ∂ℓ/∂z_j  = Σ_k ∂ℓ/∂p_k · ∂p_k/∂z_j = −(1/p_y) p_y (1[y = j] − p_j) = p_j − 1[j = y].
+#
+# We build the Jacobian, check it entry by entry with central differences, push ∂ℓ/∂p
+# through it and compare with the fused result p − onehot(y).
+
+# %%
+# --8<-- [start:atomised]
+row, target = z[3], y[3]
+p = softmax(row)
+# J_kj = ∂p_k/∂z_j = p_k (1[k = j] − p_j)
+jacobian = np.diag(p) - np.outer(p, p)
+# ∂ℓ/∂p_k = −1[k = y] / p_y
+dl_dp = np.where(np.arange(K) == target, -1.0 / p[target], 0.0)
+# ∂ℓ/∂z_j = Σ_k (∂ℓ/∂p_k) J_kj
+atomised = dl_dp @ jacobian
+# the fused formula: p − onehot(y)
+fused = p - np.eye(K)[target]
+# --8<-- [end:atomised]
+
+numeric_jacobian = np.stack(
+    [numerical_gradient(lambda x, k=k: softmax(x)[k], row) for k in range(K)]
+)
+jacobian_error = rel_error(jacobian, numeric_jacobian)
+table.claim(
+    "softmax Jacobian diag(p) − ppᵀ vs central differences",
+    verdict(jacobian_error) == "pass",
+    f"rel_error {jacobian_error:.1e}",
+)
+table.compare("chain rule through J = p − onehot(y)", atomised, fused, rtol=1e-12)
+
+# %% [markdown]
+# ## 4. The fused backward for the batch
+#
+# The mean brings a 1/N: ∂L/∂z_i = (p_i − onehot(y_i)) / N. The backward receives the
+# upstream gradient dloss = ∂(whatever comes next)/∂L and multiplies by it; for a loss at
+# the end of the graph dloss = 1.
+#
+# Central differences cannot resolve gradient entries below about 1e-8: the rounding of
+# L (about u·|L| ≈ 1e-16·3) divided by 2h = 2e-5 is 1e-11, and rel_error's floor is 1e-8.
+# The confident rows have such entries (p_k ≈ e^−20), so the numerical check uses the five
+# rows with scales up to 4; autograd, which has no h, checks all eight.
+
+# %%
+# --8<-- [start:backward]
+loss, cache = forward_for_backward(z, y)
+grad = cross_entropy_backward(1.0, cache)
+# ∂L/∂z = (p − onehot(y)) / N
+expected = (softmax(z) - np.eye(K)[y]) / N
+# --8<-- [end:backward]
+# --8<-- [start:backward-torch]
+z_t = torch.tensor(z, requires_grad=True)
+F.cross_entropy(z_t, torch.from_numpy(y)).backward()
+torch_grad = z_t.grad.numpy()
+# --8<-- [end:backward-torch]
+
+# --8<-- [start:backward-numerical]
+moderate, y_moderate = z[:5], y[:5]
+
+
+def mean_ce(logits: np.ndarray) -> float:
+    """The mean cross-entropy of the five moderate rows."""
+    return float(forward_for_backward(logits, y_moderate)[0])
+
+
+_, moderate_cache = forward_for_backward(moderate, y_moderate)
+moderate_grad = cross_entropy_backward(1.0, moderate_cache)
+numeric = numerical_gradient(mean_ce, moderate)
+print(f"rel_error vs numerical (rows 0-4): {rel_error(moderate_grad, numeric):.1e}")
+# --8<-- [end:backward-numerical]
+
+# Where p_y ≈ 1, p_y − 1 is rounded to a few ulps of 1 (u ≈ 1.1e-16, ÷ N) on either side;
+# lesson 05 is about exactly this. So gradients may differ by 1e-16 in absolute terms.
+table.compare(
+    "CE backward = (p − onehot(y)) / N",
+    grad,
+    expected,
+    rtol=1e-12,
+    atol=1e-16,
+    required=not yours_backward,
+)
+table.compare(
+    "CE backward vs torch autograd (float64)",
+    grad,
+    torch_grad,
+    rtol=1e-12,
+    atol=1e-16,
+    required=not yours_backward,
+)
+table.claim(
+    "CE backward vs numerical gradient passes (≤ 1e-7)",
+    verdict(rel_error(moderate_grad, numeric)) == "pass",
+    f"rel_error {rel_error(moderate_grad, numeric):.1e}",
+    required=not yours_backward,
+)
+# Σ_j (p_j − 1[j = y]) = 1 − 1 = 0: adding a constant to a row's logits changes nothing
+table.claim(
+    "each gradient row sums to 0",
+    bool(np.all(np.abs(grad.sum(axis=-1)) < 1e-16)),
+    f"max |row sum| {np.abs(grad.sum(axis=-1)).max():.1e}",
+    required=not yours_backward,
+)
+table.compare(
+    "upstream dloss = 2.5 scales the gradient by 2.5",
+    cross_entropy_backward(2.5, cache),
+    2.5 * grad,
+    rtol=1e-14,
+    required=not yours_backward,
+)
+if yours_forward:
+    table.compare(
+        "your cross_entropy_forward vs lsce_scratch",
+        loss,
+        reference_forward(z, y)[0],
+        rtol=1e-12,
+        required=False,
+    )
+if yours_backward:
+    table.compare(
+        "your cross_entropy_backward vs lsce_scratch",
+        grad,
+        reference_backward(1.0, reference_forward(z, y)[1]),
+        rtol=1e-12,
+        atol=1e-16,
+        required=False,
+    )
+
+# %% [markdown]
+# ## 5. Cross-entropy keeps pushing
+#
+# One row with the true logit d ahead of K − 1 = 4 others at 0: p_y = e^d / (e^d + K − 1),
+# ℓ(d) = log(1 + (K − 1) e^−d) and ∂ℓ/∂d = p_y − 1. The loss falls towards 0 and the
+# gradient towards 0, but neither reaches it for any finite d: plain cross-entropy always
+# rewards a larger gap. Lesson 04 shows that label smoothing gives ℓ a minimum at a finite
+# gap.
+
+# %%
+gaps = np.linspace(-4.0, 16.0, 41 if quick_mode() else 201)
+losses, slopes = [], []
+for d in gaps:
+    logits = np.zeros((1, K))
+    logits[0, 0] = d
+    value, row_cache = forward_for_backward(logits, np.array([0]))
+    losses.append(float(value))
+    # ∂ℓ/∂d is the gradient at the true class
+    slopes.append(float(cross_entropy_backward(1.0, row_cache)[0, 0]))
+losses, slopes = np.array(losses), np.array(slopes)
+
+fig, ax = plt.subplots(figsize=(6.5, 4))
+ax.plot(gaps, losses, label="ℓ(d) = log(1 + (K−1)e^−d)")
+ax.plot(gaps, slopes, label="∂ℓ/∂d = p_y − 1")
+ax.axhline(0, color="grey", lw=0.8)
+ax.set(xlabel="logit gap d = z_y − z_other", title=f"cross-entropy, K = {K}: no finite minimum")
+ax.legend()
+save_figure(fig, "03_ce_vs_gap.png")
+
+# ℓ(d) = log(1 + (K − 1) e^{−d}), computed without cancellation by log1p; lse − z_y
+# carries an absolute rounding error of a few ulps of d, visible once ℓ is tiny.
+table.compare(
+    "ℓ(d) = log(1 + (K−1)e^−d)",
+    losses,
+    np.log1p((K - 1) * np.exp(-gaps)),
+    rtol=1e-12,
+    atol=1e-14,
+    required=not yours,
+)
+table.claim(
+    "ℓ(d) strictly decreases and ∂ℓ/∂d < 0 for every d",
+    bool(np.all(np.diff(losses) < 0) and np.all(slopes < 0)),
+    f"ℓ(16) = {losses[-1]:.1e}, ∂ℓ/∂d(16) = {slopes[-1]:.1e}",
+    required=not yours,
+)
+
+# %%
+raise SystemExit(table.finish())

@@ -1,0 +1,316 @@
+# %% [markdown]
+# # Lesson 07: training a NumPy MLP with CE and with label smoothing
+#
+# The article says label smoothing "prevents the largest logit from becoming much larger
+# than the others", and so acts both as a regulariser and against over-confidence. Lesson 04
+# derived what that means for one example: LSCE is minimised when the true logit beats every
+# other by exactly ln(1 + K(1−ε)/ε), while plain cross-entropy (CE) keeps rewarding a larger
+# gap. Here we check that on a real network and real data.
+#
+# The data are scikit-learn's bundled 8×8 handwritten digits (1,797 images, K = 10, no
+# download), split once at random into 60 % train, 20 % validation, 20 % test. The network
+# is a two-hidden-layer MLP, 64 → 128 → 128 → 10, every backward written by hand and every
+# step taken by our own Adam. We train it twice from the same seed, same initial weights,
+# same minibatches: with CE (ε = 0) and with LSCE (ε = 0.1, the article's value).
+#
+# Exercises 7.1 (`Linear.backward`), 7.2 (`Adam.step`) and 7.3 (`logit_gap`) rebuild the
+# pieces; once you have started them, this lesson trains with yours.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lsce_scratch import exercises, mlp
+from lsce_scratch.gradcheck import numerical_gradient, rel_error
+from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
+from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
+from lsce_scratch.softmax import softmax
+
+table = CheckTable("Lesson 07: training with CE and LSCE")
+quick = quick_mode()
+EPSILON = 0.1
+
+Linear = exercises.choose("7.1", console)
+Adam = exercises.choose("7.2", console)
+logit_gap = exercises.choose("7.3", console)
+# A bug in your exercise shows as "off (not required)" rather than failing the lesson.
+yours_linear, yours_adam = Linear is not mlp.Linear, Adam is not mlp.Adam
+yours_gap = logit_gap is not mlp.logit_gap
+
+# %% [markdown]
+# ## 1. Layers as forward/backward pairs
+#
+# Like the loss of lessons 03–05, every layer has a `forward` that returns its output and a
+# cache, and a `backward` that takes ∂L/∂output and the cache and returns ∂L/∂input. A linear
+# layer h = xW + b stores ∂L/∂W = xᵀ·dout and ∂L/∂b = Σ_i dout_i on itself for the
+# optimiser; ReLU passes the gradient where its input was positive. The MLP is the layers in
+# order, and its backward is their backwards in reverse: that is all backprop is.
+
+
+# %%
+# --8<-- [start:gradcheck]
+def mlp_gradient_check(epsilon: float, seed: int = 3) -> float:
+    """Largest rel_error between the MLP's backward and central differences (float64)."""
+    rng = np.random.default_rng(seed)
+    model = mlp.MLP((8, 6, 5, 4), rng, linear=Linear)
+    x, y = rng.standard_normal((5, 8)), rng.integers(0, 4, 5)
+    logits, caches = model.forward(x)
+    _, loss_cache = lsce_forward(logits, y, epsilon)
+    model.backward(lsce_backward(1.0, loss_cache), caches)
+    worst = 0.0
+    for param, grad in zip(model.params(), model.grads(), strict=True):
+        saved = param.copy()
+
+        def loss_at(value: np.ndarray, param: np.ndarray = param) -> float:
+            param[...] = value
+            return float(lsce_forward(model.forward(x)[0], y, epsilon)[0])
+
+        numeric = numerical_gradient(loss_at, saved)
+        param[...] = saved
+        worst = max(worst, rel_error(grad, numeric))
+    return worst
+
+
+# --8<-- [end:gradcheck]
+
+for eps in (0.0, EPSILON):
+    error = mlp_gradient_check(eps)
+    table.claim(
+        f"MLP backward vs central differences, ε = {eps}",
+        error < 1e-7,
+        f"max rel_error {error:.1e} over all weights and biases (float64, pass < 1e-7)",
+        required=not yours_linear,
+    )
+
+# %% [markdown]
+# ## 2. The data and the two runs
+
+# %%
+split = mlp.digits_split()
+recipe = mlp.digits_recipe(quick)
+K = split.num_classes
+console.print(
+    f"digits: {len(split.y_train)} train, {len(split.y_val)} validation, "
+    f"{len(split.y_test)} test images; MLP {split.x_train.shape[1]} → "
+    f"{' → '.join(map(str, recipe.hidden))} → {K}; {recipe.epochs} epochs of Adam "
+    f"(lr {recipe.lr:g}, batch {recipe.batch_size}), seed {recipe.seed}"
+)
+
+fig, axes = plt.subplots(2, 10, figsize=(10, 2.3))
+for ax, image, label in zip(axes.flat, split.x_train[:20], split.y_train[:20], strict=True):
+    ax.imshow(image.reshape(8, 8), cmap="gray_r")
+    ax.set_title(str(label), fontsize=9)
+    ax.axis("off")
+save_figure(fig, "07_digits.png")
+
+# %%
+# --8<-- [start:train]
+runs = {}
+for name, eps in (("CE", 0.0), ("LSCE", EPSILON)):
+    started = time.perf_counter()
+    runs[name] = mlp.train_classifier(split, eps, recipe, linear=Linear, optimiser=Adam)
+    console.print(f"{name} (ε = {eps}): trained in {time.perf_counter() - started:.1f} s")
+(ce, ce_history), (ls, ls_history) = runs["CE"], runs["LSCE"]
+# --8<-- [end:train]
+
+if yours_adam or yours_linear:
+    reference_model, _ = mlp.train_classifier(split, EPSILON, mlp.Recipe(epochs=1))
+    yours_model, _ = mlp.train_classifier(
+        split, EPSILON, mlp.Recipe(epochs=1), linear=Linear, optimiser=Adam
+    )
+    table.compare(
+        "one epoch with your Linear/Adam vs lsce_scratch",
+        yours_model.classifier.W,
+        reference_model.classifier.W,
+        rtol=1e-9,
+        required=False,
+    )
+
+# %% [markdown]
+# ## 3. Loss and accuracy per epoch
+#
+# The training objective is not comparable across ε: LSCE cannot go below the entropy of its
+# target, H(q) = −(1−ε+ε/K) ln(1−ε+ε/K) − (K−1)(ε/K) ln(ε/K), about 0.50 nats here, while CE
+# goes to 0. So the middle panel scores both models by the same yardstick, the validation
+# NLL (plain CE). CE's training loss keeps falling by orders of magnitude long after its
+# validation NLL has stopped improving: the extra confidence buys nothing on new images.
+
+# %%
+epochs = np.arange(1, recipe.epochs + 1)
+q_true = 1 - EPSILON + EPSILON / K
+# H(q) = −q_y ln q_y − (K − 1)(ε/K) ln(ε/K)
+floor = -q_true * np.log(q_true) - (K - 1) * (EPSILON / K) * np.log(EPSILON / K)
+colours = {"CE": "tab:blue", "LSCE": "tab:orange"}
+fig, (ax_loss, ax_nll, ax_acc) = plt.subplots(1, 3, figsize=(14, 3.8))
+for name, (_, history) in runs.items():
+    c = colours[name]
+    ax_loss.semilogy(epochs, history.train_loss, color=c, label=f"{name} train")
+    ax_loss.semilogy(epochs, history.val_loss, color=c, ls="--", label=f"{name} validation")
+    ax_nll.plot(epochs, history.val_nll, color=c, label=name)
+    ax_acc.plot(epochs, history.train_accuracy, color=c, label=f"{name} train")
+    ax_acc.plot(epochs, history.val_accuracy, color=c, ls="--", label=f"{name} validation")
+ax_loss.axhline(floor, color="grey", lw=0.8, ls=":", label=f"LSCE floor H(q) = {floor:.3f}")
+ax_loss.set(xlabel="epoch", ylabel="training objective (log scale)", title="each model's loss")
+ax_nll.set(xlabel="epoch", ylabel="NLL (nats)", title="validation NLL (plain CE)")
+ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0.9, 1.002), title="accuracy")
+for ax in (ax_loss, ax_nll, ax_acc):
+    ax.legend(fontsize=8)
+save_figure(fig, "07_curves.png")
+
+# %% [markdown]
+# ## 4. The logit gap: bounded under LSCE, unbounded under CE
+#
+# For each training image, the gap is its true-class logit minus the largest other logit.
+# Lesson 04 found the LSCE optimum for one example: softmax(z) = q, so every wrong logit is
+# equal and z_y − z_k = ln(q_y/q_k) = ln(1 + K(1−ε)/ε), ln 91 ≈ 4.51 for K = 10, ε = 0.1.
+# A network shares its weights across examples, so it need not reach every example's
+# optimum; but it can come close on the training set, and it does. Under CE the gap of a
+# correctly classified example can always grow to lower the loss, and it keeps growing.
+
+# %%
+# --8<-- [start:gap]
+# d* = ln(1 + K(1 − ε)/ε)
+analytic_gap = optimal_logit_gap(K, EPSILON)
+ce_gap = logit_gap(ce.forward(split.x_train)[0], split.y_train)
+ls_gap = logit_gap(ls.forward(split.x_train)[0], split.y_train)
+# --8<-- [end:gap]
+
+fig, (ax_curve, ax_hist) = plt.subplots(1, 2, figsize=(12, 3.8))
+ax_curve.plot(epochs, ce_history.train_gap, color=colours["CE"], label="CE")
+ax_curve.plot(epochs, ls_history.train_gap, color=colours["LSCE"], label="LSCE, ε = 0.1")
+ax_curve.axhline(
+    analytic_gap, color="k", ls="--", lw=1, label=f"ln(1 + K(1−ε)/ε) = {analytic_gap:.2f}"
+)
+ax_curve.set(xlabel="epoch", ylabel="mean z_y − max_{k≠y} z_k", title="logit gap, training set")
+ax_curve.legend()
+bins = np.linspace(min(ce_gap.min(), ls_gap.min()), ce_gap.max(), 60)
+ax_hist.hist(ce_gap, bins=bins, alpha=0.6, color=colours["CE"], label="CE")
+ax_hist.hist(ls_gap, bins=bins, alpha=0.6, color=colours["LSCE"], label="LSCE")
+ax_hist.axvline(analytic_gap, color="k", ls="--", lw=1)
+ax_hist.set(xlabel="z_y − max_{k≠y} z_k", ylabel="training images", title="after training")
+ax_hist.legend()
+save_figure(fig, "07_logit_gap.png")
+
+middle = recipe.epochs // 2
+console.print(
+    f"mean training gap: CE {ce_history.train_gap[middle - 1]:.2f} at epoch {middle}, "
+    f"{ce_gap.mean():.2f} at the end; LSCE {ls_gap.mean():.2f}; ln 91 = {analytic_gap:.3f}"
+)
+if yours_gap:
+    table.compare(
+        "your logit_gap vs lsce_scratch",
+        ce_gap,
+        mlp.logit_gap(ce.forward(split.x_train)[0], split.y_train),
+        rtol=0,
+        required=False,
+    )
+# 20 quick-mode epochs are too few to converge: there we only check the gap stays bounded
+off_by = ls_gap.mean() / analytic_gap - 1
+table.claim(
+    "LSCE's mean training gap ends within 10 % of ln(1 + K(1−ε)/ε)"
+    if not quick
+    else "LSCE's mean training gap stays below 1.1 · ln(1 + K(1−ε)/ε)",
+    abs(off_by) < 0.1 if not quick else off_by < 0.1,
+    f"{ls_gap.mean():.3f} vs {analytic_gap:.3f} ({100 * off_by:+.1f} %)",
+)
+table.claim(
+    "LSCE's gap approaches ln(1 + K(1−ε)/ε) from below",
+    ls_gap.mean() < analytic_gap,
+    f"{ls_gap.mean():.3f} < {analytic_gap:.3f}",
+    required=not quick,
+)
+table.claim(
+    "CE's gap keeps growing: larger at the end than mid-training",
+    ce_gap.mean() > ce_history.train_gap[middle - 1],
+    f"{ce_history.train_gap[middle - 1]:.2f} at epoch {middle} → {ce_gap.mean():.2f}",
+)
+table.claim(
+    "CE's final gap is above LSCE's and above the LSCE optimum",
+    ce_gap.mean() > max(ls_gap.mean(), analytic_gap),
+    f"CE {ce_gap.mean():.2f}, LSCE {ls_gap.mean():.2f}, ln 91 = {analytic_gap:.2f}",
+)
+
+# %% [markdown]
+# ## 5. Confidence
+#
+# The gap caps LSCE's confidence: at the optimum p_y = q_y = 1 − ε + ε/K = 0.91. CE has no
+# cap; its confidence on the test images piles up against 1.
+
+# %%
+probs = {name: softmax(model.forward(split.x_test)[0]) for name, (model, _) in runs.items()}
+fig, ax = plt.subplots(figsize=(7, 3.8))
+for name, p in probs.items():
+    ax.hist(p.max(axis=1), bins=np.linspace(0.1, 1, 73), alpha=0.6, color=colours[name], label=name)
+ax.axvline(q_true, color="k", ls="--", lw=1, label=f"1 − ε + ε/K = {q_true:.2f}")
+ax.set(xlabel="confidence max_k p_k", ylabel="test images", yscale="log", title="test set")
+ax.legend()
+save_figure(fig, "07_confidence.png")
+
+accuracy = {name: float(np.mean(p.argmax(axis=1) == split.y_test)) for name, p in probs.items()}
+confidence = {name: float(np.mean(p.max(axis=1))) for name, p in probs.items()}
+for name in runs:
+    console.print(
+        f"{name}: test accuracy {100 * accuracy[name]:.1f} %, "
+        f"mean confidence {100 * confidence[name]:.1f} %"
+    )
+table.claim(
+    "both models are good digit classifiers (test accuracy > 95 %)",
+    min(accuracy.values()) > 0.95,
+    ", ".join(f"{name} {100 * a:.1f} %" for name, a in accuracy.items()),
+)
+table.claim(
+    "LSCE's test confidence stays below 1 − ε + ε/K on average; CE's is higher",
+    confidence["LSCE"] < q_true < confidence["CE"],
+    f"LSCE {confidence['LSCE']:.3f} < {q_true:.2f} < CE {confidence['CE']:.3f}",
+)
+
+# %% [markdown]
+# ## 6. The penultimate layer (Müller, Kornblith and Hinton 2019)
+#
+# The logit z_k = a·w_k + b_k is the penultimate activation a against the template w_k,
+# the k-th column of the last weight matrix. Take three classes, the plane through their
+# three templates, and project the activations of those classes' images onto it. Under
+# LSCE every image should sit at the same distance from all wrong templates, so the classes
+# form tight clusters at the corners of a regular triangle; under CE they spread out along
+# the direction of their own template, since a longer a only helps.
+
+
+# %%
+# --8<-- [start:projection]
+def template_plane(model: mlp.MLP, classes: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An origin and an orthonormal basis (2 × H) of the plane through three templates."""
+    w = model.classifier.W[:, list(classes)].T  # three templates w_k, shape (3, H)
+    # Gram–Schmidt on w_b − w_a and w_c − w_a
+    u = w[1] - w[0]
+    u /= np.linalg.norm(u)
+    v = w[2] - w[0] - (w[2] - w[0]) @ u * u
+    v /= np.linalg.norm(v)
+    return w[0], np.stack([u, v])
+
+
+# --8<-- [end:projection]
+
+classes = (3, 5, 8)  # similar strokes, so CE's spread shows
+fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+for row, (name, (model, _)) in enumerate(runs.items()):
+    origin, basis = template_plane(model, classes)
+    for col, (x, y, where) in enumerate(
+        [(split.x_train, split.y_train, "training"), (split.x_test, split.y_test, "test")]
+    ):
+        ax = axes[row, col]
+        for k in classes:
+            # coordinates of (a − w_a) in the plane's basis
+            points = (model.features(x[y == k]) - origin) @ basis.T
+            ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, label=f"digit {k}")
+        corners = (model.classifier.W[:, list(classes)].T - origin) @ basis.T
+        ax.scatter(corners[:, 0], corners[:, 1], marker="*", s=200, c="k", label="templates")
+        for k, (cx, cy) in zip(classes, corners, strict=True):
+            ax.annotate(f"w_{k}", (cx, cy), textcoords="offset points", xytext=(6, 6))
+        ax.set(title=f"{name}, {where} images", aspect="equal")
+        ax.legend(fontsize=8)
+save_figure(fig, "07_penultimate.png")
+
+# %%
+raise SystemExit(table.finish())

@@ -1,0 +1,33 @@
+"""What a loss keeps in memory for its backward (lesson 06). Imports torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+# --8<-- [start:saved-bytes]
+def extra_saved_bytes(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    logits: torch.Tensor,
+    target: torch.Tensor,
+) -> int:
+    """Bytes autograd saves for ``loss_fn(logits, target)``'s backward, beyond the logits.
+
+    Every tensor an op saves passes through the pack hook; we add up the distinct storages
+    and leave out the logits' own, which the caller holds anyway.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(saved: torch.Tensor) -> torch.Tensor:
+        storages[saved.untyped_storage().data_ptr()] = saved.untyped_storage().nbytes()
+        return saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda saved: saved):
+        loss_fn(logits, target)
+    storages.pop(logits.untyped_storage().data_ptr(), None)
+    return sum(storages.values())
+
+
+# --8<-- [end:saved-bytes]
