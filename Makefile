@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 export DISABLE_MKDOCS_2_WARNING := true
 
-.PHONY: setup run test lint docs serve bench clean
+.PHONY: setup node run test lint docs serve bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) node
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[lessons,dev,docs]"
 	touch $(STAMP)
+
+# Node packages (package-lock.json): playwright-core for the docs' browser test, katex to
+# re-vendor docs/assets/vendor/katex. Without npm this step is skipped and the browser test
+# reports itself as skipped (.ci/run makes that a failure).
+NODE_STAMP := node_modules/.installed
+node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not found: skipping npm ci (the docs browser test will be skipped)"; \
+	elif [ ! -f $(NODE_STAMP) ] || [ package-lock.json -nt $(NODE_STAMP) ]; then \
+	  npm ci --no-audit --no-fund && touch $(NODE_STAMP); \
+	fi
 
 run: setup
 	$(VENV)/bin/lsce run all
@@ -29,11 +40,18 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
+# The site runs every lesson for its figures (cached in build/docs-figures/);
+# LSCE_QUICK=1 make docs uses the quick runs.
 docs: setup
 	$(PY) -m mkdocs build --strict
 
 serve: setup
-	$(PY) -m mkdocs serve
+	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
+
+# The benchmark command (not part of make test): prints a table, writes the JSON the
+# Benchmarks page shows. On a CUDA machine: $(PY) benchmarks/bench.py --device cuda.
+bench: setup
+	$(PY) benchmarks/bench.py --out docs/benchmarks/cpu.json
 
 clean:
 	rm -rf $(VENV) build site node_modules .pytest_cache .ruff_cache

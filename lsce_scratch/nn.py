@@ -1,4 +1,4 @@
-"""Label-smoothing cross-entropy inside PyTorch's autograd, with our own backward (lesson 06).
+"""Label-smoothing cross-entropy inside PyTorch's autograd, with our own backward (lessons 06, 10).
 
 :class:`LSCEFunction` computes the loss and, in ``backward``, the closed form derived in
 lesson 05 instead of letting autograd differentiate a chain of ops:
@@ -8,16 +8,47 @@ lesson 05 instead of letting autograd differentiate a chain of ops:
 It saves only the logits (which are alive anyway) and three numbers per row — never an
 (N, K) log-probability tensor. Notation as in :mod:`lsce_scratch.losses`; classes sit on
 the last axis, as in the article's module.
+
+Lesson 10 makes it fast. Both passes stream the logits in row chunks (cache-sized on the
+CPU), so the forward reads the logits once and the backward reads them once and writes
+the gradient once; on a CUDA GPU with triton the two passes are Triton kernels
+(:mod:`lsce_scratch.triton_lsce`). Rows of more than CLASS_CHUNK classes are read a class
+chunk at a time (online softmax). Opt-ins: ``grad_in_forward=True`` computes the gradient
+in the forward (:class:`LSCEGradInForward`), ``inplace=True`` writes it over the logits;
+:class:`LinearLSCEFunction` fuses the output layer with the loss.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
 from lsce_scratch import _validation as check
+from lsce_scratch import fast
+from lsce_scratch.losses import Prepared
+
+# CPU row chunks: about this many bytes of float32 logits, so a chunk stays in L2.
+CHUNK_BYTES = 1 << 21
+# CUDA without triton: chunks bound the float32 temporaries instead.
+CUDA_CHUNK_BYTES = 1 << 30
+# Rows with more classes than this are read a class chunk at a time (online softmax).
+CLASS_CHUNK = 1 << 15
+# Use the Triton kernels on CUDA when triton is installed (set False to compare).
+USE_TRITON = True
+# CPU float32/float64 logits go through lsce_scratch.fast's NumPy kernel (set False to
+# run the torch ops instead): its SIMD reductions are faster, and its chunks run on its
+# own thread pool, where thousands of small torch ops would each fork and join torch's
+# threads, which crawls whenever another process holds a core.
+NUMPY_ON_CPU = True
+# linear_label_smoothing_cross_entropy's row chunk of logits, in bytes.
+FUSED_CHUNK_BYTES = 64 << 20
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -89,27 +120,382 @@ def _validate(
     return kind
 
 
-def _check_finite_rows(logits: Tensor, row_stats: Tensor) -> None:
-    """Raise the NaN/inf error if a row statistic is not finite (one host sync per call).
+def _check_finite_rows(logits: Tensor, finite: Tensor | bool) -> None:
+    """Raise the NaN/inf error if a row statistic was not finite (one host sync per call).
 
-    NaN or +inf anywhere in a row makes its max or log-sum-exp non-finite, and −inf makes
-    its sum of shifted logits −inf, so checking the O(N) row statistics finds them all.
+    NaN or +inf anywhere in a row makes its max non-finite, and −inf (or NaN) makes its
+    smoothing sum Σ_k a_k (z_max − z_k) non-finite, so the O(N) row statistics find them.
     """
-    if not bool(torch.isfinite(row_stats).all()):
+    if not bool(finite):
         bad = torch.nonzero(~torch.isfinite(logits))
-        raise check.nonfinite_logits_error(len(bad), bad[0].tolist())
+        if len(bad):
+            raise check.nonfinite_logits_error(len(bad), bad[0].tolist())
 
 
-def _row_targets(
-    target: Tensor, epsilon: float, weight: Tensor | None, num_classes: int, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """For probability targets: r = w ⊙ ((1 − ε)·t + ε/K) and S = Σ_k r_k, per row."""
-    # q = (1 − ε)·t + ε/K
-    r = target.to(dtype) * (1.0 - epsilon) + epsilon / num_classes
-    if weight is not None:
-        # r_k = w_k q_k (PyTorch weights every class term)
-        r = r * weight.to(dtype)
-    return r, r.sum(dim=-1)
+@functools.cache
+def _triton() -> ModuleType | None:
+    """lsce_scratch.triton_lsce, or None where triton is missing (the CPU-only wheel)."""
+    try:
+        from lsce_scratch import triton_lsce
+    except ImportError:
+        return None
+    return triton_lsce
+
+
+@dataclass
+class _Rows:
+    """What the loss needs besides the logits: the targets and a few numbers per row."""
+
+    kind: str  # "index" or "soft"
+    epsilon: float
+    num_classes: int
+    dtype: torch.dtype  # the compute dtype
+    valid: Tensor  # (N,) bool: the rows that count
+    total: Tensor  # S_i = Σ_k r_ik
+    w: Tensor | None  # class weights in the compute dtype
+    y: Tensor | None = None  # index targets: the true class (0 on ignored rows)
+    w_y: Tensor | None = None  # its class weight (ones without weights)
+    soft: Tensor | None = None  # probability targets (N, K)
+
+    @staticmethod
+    def build(
+        target: Tensor,
+        kind: str,
+        epsilon: float,
+        weight: Tensor | None,
+        ignore_index: int,
+        num_classes: int,
+        dtype: torch.dtype,
+    ) -> _Rows:
+        w = None if weight is None else weight.to(dtype)
+        w_sum = num_classes if w is None else w.sum()
+        if kind == "soft":
+            t = target.to(dtype)
+            valid = torch.ones(len(t), dtype=torch.bool, device=t.device)
+            # S = Σ_k w_k ((1 − ε) t_k + ε/K) = (1 − ε) Σ_k w_k t_k + (ε/K) Σ_k w_k
+            weighted = t.sum(dim=-1) if w is None else t @ w
+            total = (1.0 - epsilon) * weighted + epsilon / num_classes * w_sum
+            return _Rows(kind, epsilon, num_classes, dtype, valid, total, w, soft=t)
+        valid = target != ignore_index
+        y = torch.where(valid, target, 0)
+        w_y = torch.ones(len(y), dtype=dtype, device=y.device) if w is None else w[y]
+        # S = (1 − ε) w_y + (ε/K) Σ_k w_k
+        total = (1.0 - epsilon) * w_y + epsilon / num_classes * w_sum
+        return _Rows(kind, epsilon, num_classes, dtype, valid, total, w, y, w_y)
+
+    def take(self, c: slice) -> _Rows:
+        """The rows c."""
+        cut = {"valid", "total", "y", "w_y", "soft"}
+        return _Rows(**{
+            name: value[c] if name in cut and value is not None else value
+            for name, value in vars(self).items()
+        })  # fmt: skip
+
+    def r(self) -> Tensor:
+        """Probability targets: r = w ⊙ ((1 − ε) t + ε/K), shape (N, K)."""
+        r = self.soft * (1.0 - self.epsilon) + self.epsilon / self.num_classes
+        return r if self.w is None else r.mul_(self.w)
+
+
+def _uses_triton(z: Tensor, rows: _Rows) -> bool:
+    """The Triton kernels take CUDA rows of float32/16 logits and index targets."""
+    return (
+        USE_TRITON
+        and z.is_cuda
+        and rows.kind == "index"
+        and z.dtype != torch.float64
+        and z.stride(-1) == 1
+        and _triton() is not None
+    )
+
+
+def _row_chunks(z: Tensor) -> list[slice]:
+    """Row chunks of z: cache-sized on the CPU, large on a GPU."""
+    n, k = z.shape
+    rows = max(1, (CUDA_CHUNK_BYTES if z.is_cuda else CHUNK_BYTES) // (4 * k))
+    return [slice(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+
+# --8<-- [start:statistics]
+def _partial(z: Tensor, offset: int, a: Tensor | None, work: Tensor) -> tuple[Tensor, ...]:
+    """Row statistics of a block of classes: z_max, argmax, rest, gap and mass.
+
+    gap = Σ_k a_k (z_max − z_k) and mass = Σ_k a_k, for smoothing weights a (w, r or 1);
+    ``work`` is scratch space of z's shape.
+    """
+    # m = argmax_k z_k and z_max = z_m
+    z_max, argmax = z.max(dim=-1)
+    # z − z_max ≤ 0, exactly 0 at m
+    e = torch.sub(z, z_max[:, None], out=work)
+    # Σ_k a_k (z_max − z_k) ≥ 0: the smoothing term without cancellation
+    if a is None:
+        gap, mass = -e.sum(dim=-1), torch.full_like(z_max, z.shape[-1])
+    elif a.dim() == 1:
+        gap, mass = -(e @ a), a.sum().expand_as(z_max)
+    else:
+        gap, mass = -(e * a).sum(dim=-1), a.sum(dim=-1)
+    # rest = Σ_{k≠m} exp(z_k − z_max): the max term (exactly 1) is left out, so that
+    # lse = z_max + log1p(rest) and 1 − p_m = rest / (1 + rest) keep every digit
+    rest = e.exp_().scatter_(1, argmax[:, None], 0.0).sum(dim=-1)
+    return z_max, argmax + offset, rest, gap, mass
+
+
+def _merge(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Combine the statistics of two disjoint blocks of classes (online softmax)."""
+    b_wins = b[0] > a[0]
+    hi = [torch.where(b_wins, y, x) for x, y in zip(a, b, strict=True)]
+    lo = [torch.where(b_wins, x, y) for x, y in zip(a, b, strict=True)]
+    # the other side is rescaled by exp(lo − hi) ≤ 1, and its own max term joins rest
+    rest = hi[2] + (lo[2] + 1.0) * torch.exp(lo[0] - hi[0])
+    # its smoothing sum grows by its mass·(hi − lo): every term stays ≥ 0
+    gap = hi[3] + lo[3] + lo[4] * (hi[0] - lo[0])
+    return hi[0], hi[1], rest, gap, hi[4] + lo[4]
+
+
+def _statistics(z: Tensor, a: Tensor | None, work: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """z_max, argmax, rest and gap of each row of z, CLASS_CHUNK classes at a time."""
+    state = None
+    for c0 in range(0, z.shape[-1], CLASS_CHUNK):
+        cols = slice(c0, c0 + CLASS_CHUNK)
+        block = z[:, cols]
+        scratch = work[: len(z), : block.shape[1]]
+        part = _partial(block, c0, None if a is None else a[..., cols], scratch)
+        state = part if state is None else _merge(state, part)
+    return state[:4]
+
+
+# --8<-- [end:statistics]
+
+
+# --8<-- [start:gradient]
+def _gradient(
+    z: Tensor,
+    rows: _Rows,
+    z_max: Tensor,
+    argmax: Tensor,
+    rest: Tensor,
+    scale: Tensor,
+    out: Tensor,
+    work: Tensor | None = None,
+) -> None:
+    """Write (S p − r)·s for the rows of z into ``out``, which may be z itself.
+
+    z is in the compute dtype (or the raw logits for the Triton kernel); the row
+    statistics and the row scale s = ∂L/∂ℓ_i belong to the same rows. ``work`` (z's
+    shape) is where a gradient for an ``out`` of another dtype is computed.
+    """
+    eps, num_classes = rows.epsilon, rows.num_classes
+    # S p s = c·exp(z − z_max), with p = exp(z − z_max) / (1 + rest) and c = S s / (1 + rest)
+    coef = rows.total * scale / (1.0 + rest)
+    # 1 − p_m = rest / (1 + rest), from the other classes: nothing cancels when p_m → 1
+    one_minus_p_m = rest / (1.0 + rest)
+    if rows.kind == "index":
+        w_m = 1.0 if rows.w is None else rows.w[argmax]
+        w_sum = num_classes if rows.w is None else rows.w.sum()
+        # Σ_{k≠m} r_k = (1 − ε) w_y [y ≠ m] + (ε/K)(Σ_k w_k − w_m)
+        r_others = (1.0 - eps) * rows.w_y * (rows.y != argmax) + eps / num_classes * (w_sum - w_m)
+        # r = (ε/K) w + (1 − ε) w_y onehot(y): a broadcast and one entry per row
+        smooth, true_sub = eps / num_classes * scale, (1.0 - eps) * rows.w_y * scale
+    else:
+        r = rows.r()
+        r_others = r.scatter(1, argmax[:, None], 0.0).sum(dim=-1)
+    # at m: S p_m − r_m = Σ_{k≠m} r_k − S (1 − p_m)
+    m_val = (r_others - rows.total * one_minus_p_m) * scale
+    if _uses_triton(z, rows):
+        _triton().gradient(z, rows.w, z_max, argmax, rows.y, coef, smooth, true_sub, m_val, out)
+        return
+    buf = out if out.dtype == z.dtype else work
+    # S p s, the exponentials written straight into the gradient buffer
+    torch.sub(z, z_max[:, None], out=buf).exp_().mul_(coef[:, None])
+    if rows.kind == "index":
+        buf.sub_(smooth[:, None] if rows.w is None else smooth[:, None] * rows.w)
+        buf.scatter_add_(1, rows.y[:, None], -true_sub[:, None])
+    else:
+        buf.sub_(r.mul_(scale[:, None]))
+    buf.scatter_(1, argmax[:, None], m_val[:, None])
+    if buf is not out:
+        out.copy_(buf)
+
+
+# --8<-- [end:gradient]
+
+
+def _on_numpy(logits: Tensor) -> bool:
+    """CPU float32/float64 logits go through the NumPy kernel (see NUMPY_ON_CPU)."""
+    return (
+        NUMPY_ON_CPU
+        and logits.device.type == "cpu"
+        and logits.dtype in (torch.float32, torch.float64)
+    )
+
+
+def _numpy_pass(
+    logits: Tensor,
+    rows: _Rows,
+    scale: Tensor | None,
+    out: Tensor | None,
+    saved: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor, ...] | None:
+    """lsce_scratch.fast's kernel on NumPy views of the tensors (no copies).
+
+    Returns (ℓ_i, z_max, argmax, rest, finite); with ``scale`` and ``out`` it writes the
+    gradient to ``out`` as well (which may be the logits themselves). Given the ``saved``
+    (z_max, argmax, rest), it only writes the gradient.
+    """
+    z = logits.detach().numpy()
+    target = rows.y if rows.kind == "index" else rows.soft
+    weight = None if rows.w is None else rows.w.numpy()
+    prep = Prepared(
+        z, target.numpy(), rows.kind, rows.valid.numpy(), weight, rows.epsilon, "sum",
+        (len(z),), z.dtype,
+    )  # fmt: skip
+    info = fast.row_info(prep, np.zeros(len(z), z.dtype) if scale is None else scale.numpy())
+    grad = None if out is None else out.numpy()
+    if saved is not None:
+        return fast.lsce_rows(prep, info, 0, z, grad, tuple(t.numpy() for t in saved))
+    stats = fast.lsce_rows(prep, info, 0, z, grad)
+    return (*(torch.from_numpy(a) for a in stats[:4]), stats.finite)
+
+
+def _empty_like(logits: Tensor) -> Tensor:
+    """A tensor for the gradient. On the CPU, NumPy's: it asks the kernel for transparent
+    huge pages, torch's allocator does not, and a fresh page costs a fault."""
+    if _on_numpy(logits):
+        return torch.from_numpy(np.empty(logits.shape, _dtype_name(logits.dtype)))
+    return torch.empty_like(logits)
+
+
+def _forward_pass(
+    logits: Tensor, rows: _Rows, scale: Tensor | None = None, out: Tensor | None = None
+) -> tuple[Tensor, ...]:
+    """(ℓ_i, z_max, argmax, rest, finite) for every row, in one read of the logits.
+
+    With ``scale`` and ``out``, each chunk's gradient is written to ``out`` while the
+    chunk is still in cache: the gradient computed in the forward.
+    """
+    if _on_numpy(logits):
+        return _numpy_pass(logits, rows, scale, out)
+    # z_y is read first: an in-place gradient overwrites it
+    z_y = _true_logit(logits, rows)
+    z_max, argmax, rest, gap = _statistics_pass(logits, rows, scale, out)
+    finite = torch.isfinite(z_max).all() & torch.isfinite(gap).all()
+    return _row_loss(rows, z_y, z_max, rest, gap), z_max, argmax, rest, finite
+
+
+def _statistics_pass(
+    logits: Tensor, rows: _Rows, scale: Tensor | None, out: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """z_max, argmax, rest and gap of every row: a Triton kernel or torch ops on chunks."""
+    if _uses_triton(logits, rows):
+        if out is None:
+            return _triton().statistics(logits, rows.w)
+        # the gradient in the forward: one launch reads each row twice, the second time
+        # mostly from the L2 cache
+        return _triton().fused(logits, rows.w, rows.y, scale, rows.epsilon, out)
+    parts = []
+    chunks = _row_chunks(logits)
+    work = _work(logits, rows, chunks)
+    for c in chunks:
+        chunk = rows.take(c)
+        z = _compute(logits[c], rows, work)
+        stats = _statistics(z, chunk.w if rows.kind == "index" else chunk.r(), work[1])
+        if out is not None:
+            _gradient(z, chunk, *stats[:3], scale[c], out[c], work[1][: len(z)])
+        parts.append(stats)
+    if not parts:
+        empty = logits.new_empty(0, dtype=rows.dtype)
+        return empty, empty.long(), empty, empty
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def _backward_pass(
+    logits: Tensor, rows: _Rows, z_max: Tensor, argmax: Tensor, rest: Tensor, scale: Tensor
+) -> Tensor:
+    """∂L/∂logits rebuilt from the saved row statistics: one read, one write."""
+    grad = _empty_like(logits)
+    if _on_numpy(logits):
+        _numpy_pass(logits, rows, scale, grad, (z_max, argmax, rest))
+        return grad
+    if _uses_triton(logits, rows):
+        _gradient(logits, rows, z_max, argmax, rest, scale, grad)
+        return grad
+    chunks = _row_chunks(logits)
+    work = _work(logits, rows, chunks)
+    for c in chunks:
+        z = _compute(logits[c], rows, work)
+        g = (z_max[c], argmax[c], rest[c], scale[c], grad[c], work[1][: len(z)])
+        _gradient(z, rows.take(c), *g)
+    return grad
+
+
+def _work(logits: Tensor, rows: _Rows, chunks: list[slice]) -> tuple[Tensor | None, Tensor]:
+    """Scratch for one row chunk, reused by every chunk: a compute-dtype copy of the
+    logits (None when they are in the compute dtype already) and a working buffer."""
+    n = chunks[0].stop - chunks[0].start if chunks else 0
+    shape = (n, logits.shape[-1])
+    copy = None if logits.dtype == rows.dtype else logits.new_empty(shape, dtype=rows.dtype)
+    return copy, logits.new_empty(shape, dtype=rows.dtype)
+
+
+def _compute(z: Tensor, rows: _Rows, work: tuple[Tensor | None, Tensor]) -> Tensor:
+    """A row chunk of logits in the compute dtype (copied into scratch when needed)."""
+    return z if work[0] is None else work[0][: len(z)].copy_(z)
+
+
+def _true_logit(logits: Tensor, rows: _Rows) -> Tensor | None:
+    """z_y per row for index targets (read before an in-place gradient overwrites it)."""
+    if rows.kind == "soft":
+        return None
+    return logits.gather(1, rows.y[:, None])[:, 0].to(rows.dtype)
+
+
+def _row_loss(rows: _Rows, z_y: Tensor | None, z_max: Tensor, rest: Tensor, gap: Tensor) -> Tensor:
+    """ℓ_i for every row; ignored rows count 0."""
+    eps, num_classes = rows.epsilon, rows.num_classes
+    if rows.kind == "index":
+        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k)
+        gap = (1.0 - eps) * rows.w_y * (z_max - z_y) + eps / num_classes * gap
+    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i)
+    return torch.where(rows.valid, gap + rows.total * torch.log1p(rest), 0.0)
+
+
+def _denominator(rows: _Rows, reduction: str) -> Tensor | None:
+    """The 'mean' divisor: Σ_i w_{y_i} over non-ignored rows (index targets), N (soft)."""
+    if reduction != "mean":
+        return None
+    if rows.kind == "index":
+        total = torch.where(rows.valid, rows.w_y, 0.0).sum()
+    else:
+        total = torch.tensor(float(len(rows.valid)), dtype=rows.dtype, device=rows.valid.device)
+    # a zero denominator (all ignored) makes the mean undefined: NaN, as in PyTorch
+    return torch.where(total == 0, torch.nan, total)
+
+
+def _reduce(row_loss: Tensor, reduction: str, denominator: Tensor | None) -> Tensor:
+    if reduction == "none":
+        return row_loss
+    return row_loss.sum() if reduction == "sum" else row_loss.sum() / denominator
+
+
+def _row_scale(
+    grad_output: Tensor, denominator: Tensor | None, rows: _Rows, reduction: str
+) -> Tensor:
+    """∂L/∂ℓ_i for every row: grad_output through the reduction; ignored rows get 0."""
+    scale = grad_output.to(rows.dtype)
+    if reduction == "mean":
+        scale = scale / denominator
+    return torch.where(rows.valid, scale, 0.0)
+
+
+def _refuse_double_backward() -> None:
+    if torch.is_grad_enabled():
+        # create_graph=True: autograd would differentiate this closed form as if it were
+        # the function, giving a wrong second derivative. Refuse instead.
+        raise RuntimeError(
+            "LSCEFunction does not support double backward (create_graph=True): its "
+            "backward is a hand-derived closed form. For second derivatives use "
+            "torch.nn.functional.cross_entropy(..., label_smoothing=epsilon)"
+        )
 
 
 class LSCEFunction(torch.autograd.Function):
@@ -119,6 +505,65 @@ class LSCEFunction(torch.autograd.Function):
     takes 2-D logits, flat index targets (N,) or probabilities (N, K), and returns the
     reduced loss (a scalar, or (N,) for 'none'). The functional and the module below
     validate arguments and handle any leading shape; call those instead.
+    """
+
+    # --8<-- [start:forward]
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        logits: Tensor,
+        target: Tensor,
+        epsilon: float,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: str,
+        kind: str,
+    ) -> Tensor:
+        dtype = _compute_dtype(logits.dtype)
+        rows = _Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
+        # per row: z_max, its index m, rest = Σ_{k≠m} exp(z_k − z_max) and the loss
+        # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i), in one read of the logits
+        # (see _statistics)
+        row_loss, z_max, argmax, rest, finite = _forward_pass(logits, rows)
+        _check_finite_rows(logits, finite)
+        denominator = _denominator(rows, reduction)
+        log1p_rest = torch.log1p(rest)
+        ctx.save_for_backward(logits, target, weight, z_max, log1p_rest, rest, argmax, denominator)
+        ctx.options = (epsilon, ignore_index, reduction, kind)
+        return _reduce(row_loss, reduction, denominator).to(logits.dtype)
+
+    # --8<-- [end:forward]
+
+    # --8<-- [start:backward]
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        _refuse_double_backward()
+        logits, target, weight, z_max, log1p_rest, rest, argmax, denominator = ctx.saved_tensors
+        epsilon, ignore_index, reduction, kind = ctx.options
+        dtype = _compute_dtype(logits.dtype)
+        rows = _Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
+        # chain rule through the reduction: 'mean' divides by Σ w_{y_i}; ignored rows get 0
+        scale = _row_scale(grad_output, denominator, rows, reduction)
+        # ∂ℓ/∂z = S p − r, rebuilt from the saved row statistics straight into the
+        # gradient buffer (see _gradient); one read of the logits, one write
+        grad = _backward_pass(logits, rows, z_max, argmax, rest, scale)
+        return grad, None, None, None, None, None, None
+
+    # --8<-- [end:backward]
+
+
+# --8<-- [start:grad-in-forward]
+class LSCEGradInForward(torch.autograd.Function):
+    """LSCE whose forward also computes ∂L/∂logits; its backward only scales it.
+
+    ``apply(logits, target, epsilon, weight, ignore_index, reduction, kind, inplace)``.
+    One read of the logits and one write of the gradient in all; the gradient (one tensor
+    the size of the logits) is held from the forward to the backward, which may run once.
+    With ``inplace=True`` the gradient is written over the logits themselves, so no
+    memory is added, but the logits' values are gone: any op that saved the logits for
+    its own backward would read gradients instead. The write bumps the logits' version
+    counter, so autograd raises ("modified by an inplace operation") instead of silently
+    computing wrong gradients (the Liger-Kernel #272 bug).
     """
 
     @staticmethod
@@ -131,108 +576,41 @@ class LSCEFunction(torch.autograd.Function):
         ignore_index: int,
         reduction: str,
         kind: str,
+        inplace: bool,
     ) -> Tensor:
-        num_classes = logits.shape[-1]
         dtype = _compute_dtype(logits.dtype)
-        z = logits.to(dtype)
-        # m_i = argmax_k z_ik and z_max = z_im; shifted = z − z_max ≤ 0, exactly 0 at m
-        z_max, argmax = z.max(dim=-1)
-        shifted = z - z_max[:, None]
-        # Σ_k w_k (z_max − z_k) ≥ 0: the smoothing term without cancellation
-        spread = -(shifted @ weight.to(dtype) if weight is not None else shifted.sum(dim=-1))
-        if kind == "soft":
-            r, total = _row_targets(target, epsilon, weight, num_classes, dtype)
-            # Σ_k r_k (z_max − z_k)
-            gap_term = -(shifted * r).sum(dim=-1)
-            valid = torch.ones_like(total, dtype=torch.bool)
-        else:
-            valid = target != ignore_index
-            safe = torch.where(valid, target, 0)
-            w_y = weight.to(dtype)[safe] if weight is not None else torch.ones_like(z_max)
-            w_sum = weight.to(dtype).sum() if weight is not None else float(num_classes)
-            # S = (1 − ε) w_y + (ε/K) Σ_k w_k
-            total = (1.0 - epsilon) * w_y + epsilon / num_classes * w_sum
-            # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k)
-            gap_y = -shifted.gather(1, safe[:, None])[:, 0]
-            gap_term = (1.0 - epsilon) * w_y * gap_y + epsilon / num_classes * spread
-        # rest = Σ_{k≠m} exp(z_k − z_max): the max term (exactly 1) is left out, so that
-        # lse = z_max + log1p(rest) and 1 − p_m = rest / (1 + rest) keep every digit
-        exp_shifted = shifted.exp_()
-        exp_shifted.scatter_(1, argmax[:, None], 0.0)
-        rest = exp_shifted.sum(dim=-1)
-        log1p_rest = torch.log1p(rest)
-        _check_finite_rows(logits, torch.stack([z_max, log1p_rest, spread]))
-        # ℓ_i = Σ_k r_ik (lse_i − z_ik) = Σ_k r_ik (z_max − z_ik) + S_i log1p(rest_i)
-        row_loss = torch.where(valid, gap_term + total * log1p_rest, 0.0)
-        if reduction == "none":
-            loss, denominator = row_loss, None
-        elif reduction == "sum":
-            loss, denominator = row_loss.sum(), None
-        else:
-            # mean: Σ_i w_{y_i} over non-ignored rows for index targets (0/0 = NaN when
-            # all are ignored), the number of rows for probability targets
-            denominator = (
-                torch.where(valid, w_y, 0.0).sum()
-                if kind == "index"
-                else torch.tensor(float(len(row_loss)), dtype=dtype, device=z.device)
-            )
-            # a zero denominator makes the mean undefined: NaN, as in PyTorch
-            denominator = torch.where(denominator == 0, torch.nan, denominator)
-            loss = row_loss.sum() / denominator
-        ctx.save_for_backward(logits, target, weight, z_max, log1p_rest, rest, argmax, denominator)
-        ctx.options = (epsilon, ignore_index, reduction, kind)
-        return loss.to(logits.dtype)
+        rows = _Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
+        denominator = _denominator(rows, reduction)
+        ctx.grad = scale = None
+        if ctx.needs_input_grad[0]:
+            # the gradient for grad_output = 1; the backward multiplies by the real one
+            one = torch.ones((), dtype=dtype, device=logits.device)
+            scale = _row_scale(one, denominator, rows, reduction)
+            ctx.grad = logits.detach() if inplace else _empty_like(logits)
+        row_loss, _, _, _, finite = _forward_pass(logits, rows, scale, ctx.grad)
+        if inplace and ctx.grad is not None:
+            # NumPy's and Triton's writes are invisible to autograd: bump the version
+            torch.autograd.graph.increment_version(logits)
+        _check_finite_rows(logits, finite)
+        return _reduce(row_loss, reduction, denominator).to(logits.dtype)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        if torch.is_grad_enabled():
-            # create_graph=True: autograd would differentiate this closed form as if it were
-            # the function, giving a wrong second derivative. Refuse instead.
+        _refuse_double_backward()
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:
             raise RuntimeError(
-                "LSCEFunction does not support double backward (create_graph=True): its "
-                "backward is a hand-derived closed form. For second derivatives use "
-                "torch.nn.functional.cross_entropy(..., label_smoothing=epsilon)"
+                "the gradient computed in the forward (grad_in_forward=True) was already "
+                "handed to autograd: backward can run once. Run the forward again, or use "
+                "grad_in_forward=False to backward several times (retain_graph=True)"
             )
-        logits, target, weight, z_max, log1p_rest, rest, argmax, denominator = ctx.saved_tensors
-        epsilon, ignore_index, reduction, kind = ctx.options
-        num_classes = logits.shape[-1]
-        dtype = _compute_dtype(logits.dtype)
-        rows = torch.arange(len(logits), device=logits.device)
-        # p = exp(z − z_max − log1p(rest)), written straight into the gradient buffer
-        grad = (logits.to(dtype) - z_max[:, None] - log1p_rest[:, None]).exp_()
-        w = weight.to(dtype) if weight is not None else None
-        if kind == "soft":
-            r, total = _row_targets(target, epsilon, weight, num_classes, dtype)
-            valid = torch.ones_like(total, dtype=torch.bool)
-            # Σ_{k≠m} r_k, summed without r_m so that nothing cancels
-            r_others = r.scatter(1, argmax[:, None], 0.0).sum(dim=-1)
-            # ∂ℓ/∂z = S p − r
-            grad.mul_(total[:, None]).sub_(r)
-        else:
-            valid = target != ignore_index
-            safe = torch.where(valid, target, 0)
-            w_y = w[safe] if w is not None else torch.ones_like(z_max)
-            w_sum = w.sum() if w is not None else float(num_classes)
-            w_m = w[argmax] if w is not None else 1.0
-            total = (1.0 - epsilon) * w_y + epsilon / num_classes * w_sum
-            # Σ_{k≠m} r_k = (1 − ε) w_y [y ≠ m] + (ε/K)(Σ_k w_k − w_m)
-            r_others = (1.0 - epsilon) * w_y * (safe != argmax) + epsilon / num_classes * (
-                w_sum - w_m
-            )
-            # ∂ℓ/∂z = S p − r, with r = (ε/K) w + (1 − ε) w_y onehot(y)
-            grad.mul_(total[:, None])
-            grad.sub_(epsilon / num_classes * (w if w is not None else 1.0))
-            grad[rows, safe] -= (1.0 - epsilon) * w_y
-        # at the most likely class m: S p_m − r_m = Σ_{k≠m} r_k − S (1 − p_m), with
-        # 1 − p_m = rest / (1 + rest) from the other classes (no float32 cancellation)
-        grad[rows, argmax] = r_others - total * (rest / (1.0 + rest))
-        # chain rule through the reduction; ignored rows get exactly 0
-        scale = grad_output.to(dtype)
-        if reduction == "mean":
-            scale = scale / denominator
-        scale = torch.where(valid, scale, 0.0)
-        grad.mul_(scale[:, None])
-        return grad.to(logits.dtype), None, None, None, None, None, None
+        # the forward's gradient is for grad_output = 1 (for 'none', 1 on every row)
+        if not bool((grad_output == 1).all()):
+            grad.mul_(grad_output[:, None] if grad_output.dim() else grad_output)
+        return grad, None, None, None, None, None, None, None
+
+
+# --8<-- [end:grad-in-forward]
 
 
 def label_smoothing_cross_entropy(
@@ -243,17 +621,31 @@ def label_smoothing_cross_entropy(
     reduction: str = "mean",
     weight: Tensor | None = None,
     ignore_index: int = -100,
+    grad_in_forward: bool = False,
+    inplace: bool = False,
 ) -> Tensor:
     """LSCE with classes on the last axis: logits (..., K), target (...) indices or (..., K).
 
     Equals ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=...,
     reduction=..., label_smoothing=epsilon)``; the backward is our closed form.
+
+    ``grad_in_forward=True`` computes the gradient during the forward
+    (:class:`LSCEGradInForward`): the backward is then free, but the gradient is held
+    until it runs, and it may run only once. ``inplace=True`` (implies grad_in_forward)
+    writes that gradient over ``logits``: use it only when nothing else needs the logits
+    after the loss. Logits that are a leaf requiring grad are refused.
     """
     kind = _validate(logits, target, epsilon, reduction, weight, ignore_index)
+    if inplace and logits.is_leaf and logits.requires_grad:
+        raise ValueError(
+            "inplace=True would overwrite logits that are a leaf tensor requiring grad (a "
+            "parameter, or an input you asked gradients for) with their gradient; pass "
+            "logits computed by the model, or use inplace=False"
+        )
     num_classes = logits.shape[-1]
     leading = logits.shape[:-1]
     flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
-    loss = LSCEFunction.apply(
+    args = (
         logits.reshape(-1, num_classes),
         flat_target,
         float(epsilon),
@@ -262,13 +654,18 @@ def label_smoothing_cross_entropy(
         reduction,
         kind,
     )
+    if grad_in_forward or inplace:
+        loss = LSCEGradInForward.apply(*args, bool(inplace))
+    else:
+        loss = LSCEFunction.apply(*args)
     return loss.reshape(leading) if reduction == "none" else loss
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
     """The article's module, with our backward: ``LabelSmoothingCrossEntropy(epsilon=0.1)``.
 
-    Adds PyTorch's ``weight`` and ``ignore_index``; classes on the last axis.
+    Adds PyTorch's ``weight`` and ``ignore_index``, and lesson 10's ``grad_in_forward`` and
+    ``inplace`` (see :func:`label_smoothing_cross_entropy`); classes on the last axis.
     """
 
     def __init__(
@@ -277,11 +674,15 @@ class LabelSmoothingCrossEntropy(nn.Module):
         reduction: str = "mean",
         weight: Tensor | None = None,
         ignore_index: int = -100,
+        grad_in_forward: bool = False,
+        inplace: bool = False,
     ) -> None:
         super().__init__()
         self.epsilon = check.check_epsilon(epsilon)
         self.reduction = check.check_reduction(reduction)
         self.ignore_index = check.check_ignore_index(ignore_index)
+        self.grad_in_forward = bool(grad_in_forward)
+        self.inplace = bool(inplace)
         self.register_buffer("weight", weight)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -292,10 +693,160 @@ class LabelSmoothingCrossEntropy(nn.Module):
             reduction=self.reduction,
             weight=self.weight,
             ignore_index=self.ignore_index,
+            grad_in_forward=self.grad_in_forward,
+            inplace=self.inplace,
         )
 
     def extra_repr(self) -> str:
-        return f"epsilon={self.epsilon}, reduction={self.reduction!r}"
+        text = f"epsilon={self.epsilon}, reduction={self.reduction!r}"
+        if self.grad_in_forward or self.inplace:
+            text += f", grad_in_forward=True, inplace={self.inplace}"
+        return text
+
+
+# --8<-- [start:linear]
+class LinearLSCEFunction(torch.autograd.Function):
+    """A linear layer fused with LSCE; the (N, K) logits are never held (Liger's FLCE).
+
+    ``apply(hidden, lin_weight, lin_bias, target, epsilon, weight, ignore_index,
+    reduction, kind, chunk_rows)`` with hidden (N, H), lin_weight (K, H), lin_bias (K,) or
+    None. The forward walks the rows ``chunk_rows`` at a time: the chunk's logits
+    z = h Wᵀ + b, their gradient in place, and at once ∂L/∂h = (∂L/∂z) W,
+    ∂L/∂W += (∂L/∂z)ᵀ h, ∂L/∂b += Σ_i ∂L/∂z_i. The backward scales these by grad_output.
+    Extra memory: one chunk of logits; the price is time (W is read once per chunk).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        hidden: Tensor,
+        lin_weight: Tensor,
+        lin_bias: Tensor | None,
+        target: Tensor,
+        epsilon: float,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: str,
+        kind: str,
+        chunk_rows: int,
+    ) -> Tensor:
+        num_rows, num_classes = len(hidden), len(lin_weight)
+        dtype = _compute_dtype(hidden.dtype)
+        rows = _Rows.build(target, kind, epsilon, weight, ignore_index, num_classes, dtype)
+        denominator = _denominator(rows, reduction)
+        one = torch.ones((), dtype=dtype, device=hidden.device)
+        scale = _row_scale(one, denominator, rows, reduction)
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        d_hidden = torch.empty_like(hidden) if need_h else None
+        # ∂L/∂W and ∂L/∂b add up over chunks: accumulate in the compute dtype
+        d_weight = lin_weight.new_zeros(lin_weight.shape, dtype=dtype) if need_w else None
+        d_bias = lin_weight.new_zeros(num_classes, dtype=dtype) if need_b else None
+        row_loss = hidden.new_empty(num_rows, dtype=dtype)
+        finite = torch.ones((), dtype=torch.bool, device=hidden.device)
+        for a in range(0, num_rows, chunk_rows):
+            c = slice(a, min(a + chunk_rows, num_rows))
+            h, chunk = hidden[c], rows.take(c)
+            # the chunk's logits z = h Wᵀ + b; they become ∂L/∂z in place
+            z = h @ lin_weight.T if lin_bias is None else torch.addmm(lin_bias, h, lin_weight.T)
+            row_loss[c], *_, chunk_finite = _forward_pass(z, chunk, scale[c], z)
+            finite = finite & chunk_finite
+            if need_h:
+                # ∂L/∂h = (∂L/∂z) W
+                torch.matmul(z, lin_weight, out=d_hidden[c])
+            if need_w:
+                # ∂L/∂W += (∂L/∂z)ᵀ h
+                d_weight.addmm_(z.T.to(dtype), h.to(dtype))
+            if need_b:
+                # ∂L/∂b += Σ_i ∂L/∂z_i
+                d_bias += z.sum(dim=0, dtype=dtype)
+        if not bool(finite):
+            raise ValueError(
+                "the logits hidden @ lin_weightᵀ + lin_bias are not finite: hidden, lin_weight "
+                "or lin_bias contains NaN or ±inf, or the product overflows"
+            )
+        ctx.grads = (
+            d_hidden,
+            None if d_weight is None else d_weight.to(lin_weight.dtype),
+            None if d_bias is None else d_bias.to(lin_bias.dtype),
+        )
+        return _reduce(row_loss, reduction, denominator).to(hidden.dtype)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        _refuse_double_backward()
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError(
+                "the fused linear LSCE computes its gradients in the forward; backward can "
+                "run once. Run the forward again"
+            )
+        if not bool(grad_output == 1):
+            grads = tuple(None if g is None else g.mul_(grad_output) for g in grads)
+        return (*grads, None, None, None, None, None, None, None)
+
+
+# --8<-- [end:linear]
+
+
+def linear_label_smoothing_cross_entropy(
+    hidden: Tensor,
+    lin_weight: Tensor,
+    target: Tensor,
+    epsilon: float = 0.1,
+    *,
+    lin_bias: Tensor | None = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    chunk_rows: int | None = None,
+) -> Tensor:
+    """LSCE of the logits ``hidden @ lin_weight.T + lin_bias``, never storing them.
+
+    hidden (..., H), lin_weight (K, H), lin_bias (K,) or None; target (...) class indices
+    or (..., K) probabilities; the other arguments as in
+    :func:`label_smoothing_cross_entropy`. Equal to that function applied to the logits,
+    with the extra memory of ``chunk_rows`` rows of logits instead of all of them. Its
+    gradients are computed in the forward, so 'none' (whose upstream gradient is only
+    known later) is not offered, and backward runs once.
+    """
+    for name, t in (("hidden", hidden), ("lin_weight", lin_weight)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor; got {type(t).__name__}")
+    if hidden.dim() < 1 or lin_weight.dim() != 2 or lin_weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"hidden must be (..., H) and lin_weight (K, H) with the same H; got shapes "
+            f"{tuple(hidden.shape)} and {tuple(lin_weight.shape)}"
+        )
+    num_classes = lin_weight.shape[0]
+    if lin_bias is not None and (
+        not isinstance(lin_bias, Tensor) or tuple(lin_bias.shape) != (num_classes,)
+    ):
+        raise ValueError(f"lin_bias must be a tensor of shape ({num_classes},), one per class")
+    if reduction == "none":
+        raise ValueError(
+            "reduction='none' is not offered by the fused linear loss: it computes the "
+            "gradients in the forward, before the per-row upstream gradient is known. Use "
+            "'sum' or 'mean', or the unfused label_smoothing_cross_entropy"
+        )
+    # _validate checks the targets against the logits' shape; a stride-0 view of one
+    # zero stands in for the logits, which are never built
+    stand_in = hidden.new_zeros(()).expand(hidden.shape[:-1] + (num_classes,))
+    kind = _validate(stand_in, target, epsilon, reduction, weight, ignore_index)
+    flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
+    itemsize = torch.finfo(_compute_dtype(hidden.dtype)).bits // 8
+    rows = chunk_rows or max(1, FUSED_CHUNK_BYTES // (num_classes * itemsize))
+    return LinearLSCEFunction.apply(
+        hidden.reshape(-1, hidden.shape[-1]),
+        lin_weight,
+        lin_bias,
+        flat_target,
+        float(epsilon),
+        weight,
+        int(ignore_index),
+        reduction,
+        kind,
+        int(rows),
+    )
 
 
 # --8<-- [start:composite]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lsce_scratch import exercises
+from lsce_scratch import exercises, fast, losses
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,3 +58,22 @@ def impl(request: pytest.FixtureRequest) -> Callable[..., object]:
         return exercises.reference_object(exercise)
 
     return get
+
+
+NUMPY_IMPLEMENTATIONS = {"simple": losses, "fast": fast}
+
+
+@pytest.fixture(params=sorted(NUMPY_IMPLEMENTATIONS))
+def lsce_implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Run a test module on both NumPy implementations: the simple one lesson 05 teaches
+    (lsce_scratch.losses) and the fast one behind the public names (lsce_scratch.fast).
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("lsce_implementation")``;
+    its module-level lsce_forward, lsce_backward and label_smoothing_cross_entropy are
+    swapped for the chosen implementation's for the duration of each test.
+    """
+    implementation = NUMPY_IMPLEMENTATIONS[request.param]
+    for name in ("lsce_forward", "lsce_backward", "label_smoothing_cross_entropy"):
+        if hasattr(request.module, name):
+            monkeypatch.setattr(request.module, name, getattr(implementation, name))
+    return implementation

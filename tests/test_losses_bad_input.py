@@ -10,6 +10,8 @@ import pytest
 
 from lsce_scratch import label_smoothing_cross_entropy, lsce_backward, lsce_forward
 
+pytestmark = pytest.mark.usefixtures("lsce_implementation")
+
 N, K = 4, 5
 ENTRY_POINTS = [
     pytest.param(lambda *a, **kw: lsce_forward(*a, **kw)[0], id="lsce_forward"),

@@ -15,6 +15,8 @@ from tests.oracle import (
     upstream_gradient,
 )
 
+pytestmark = pytest.mark.usefixtures("lsce_implementation")
+
 # Fixed inputs: a gradient entry that happens to sit near 0 (p_j ≈ ε/K) has a large
 # elementwise rel_error from rounding alone; with this seed every case is below 1e-8.
 SEED = 5400

@@ -12,6 +12,8 @@ import pytest
 from lsce_scratch import lsce_backward, lsce_forward, smooth_labels, softmax
 from lsce_scratch.losses import optimal_logit_gap
 
+pytestmark = pytest.mark.usefixtures("lsce_implementation")
+
 
 def minimise(
     logits: np.ndarray,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lsce_scratch import lsce_backward, lsce_forward, smooth_labels
 from tests.oracle import random_index_targets, random_logits, random_soft_targets
 
-SETTINGS = settings(max_examples=60, deadline=None)
+pytestmark = pytest.mark.usefixtures("lsce_implementation")
+
+# the implementation fixture only swaps functions, so it need not reset between examples
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 classes = st.integers(min_value=2, max_value=40)
 rows = st.integers(min_value=1, max_value=8)

@@ -1,0 +1,589 @@
+"""Fast label-smoothing cross-entropy in NumPy: fused, chunked, threaded (lesson 10).
+
+The same contract and the same numbers as :mod:`lsce_scratch.losses` (lesson 05), but
+the work is arranged around memory traffic. The simple version builds the (N, K) target
+matrix, the log-probabilities, p and the gradient: four (N, K) arrays, each written and
+read again from main memory. Here every row is read once and its gradient written once:
+
+- no target matrix: r = (ε/K)·w + (1 − ε)·w_y·onehot(y) is applied as a broadcast and
+  one scattered entry per row;
+- no log-probabilities: ℓ = Σ_k r_k (z_max − z_k) + S·log(1 + rest) needs only row sums;
+- the exponentials exp(z − z_max) go straight into the gradient buffer, which becomes
+  S·p − r in place, already scaled through the reduction (the gradient is computed in
+  the forward; :func:`lsce_backward` only multiplies by dloss, or nothing when it is 1);
+- rows are processed in chunks that fit in a core's L2 cache, so the five or six passes
+  over a chunk hit the cache, not main memory;
+- chunks run on a small thread pool: NumPy's ufuncs release the GIL. Chunks are fixed by
+  the shape alone, so the results do not depend on the number of threads.
+
+For huge vocabularies, :func:`lsce_loss_chunked` reads the classes a chunk at a time
+(online softmax) and :func:`linear_lsce` fuses the output layer with the loss, never
+holding the (N, K) logits. Notation as in :mod:`lsce_scratch.losses`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lsce_scratch.losses import (
+    Prepared,
+    prepare,
+    raise_nonfinite,
+    reduce_rows,
+    row_scale,
+    upstream,
+)
+from lsce_scratch.softmax import compute_dtype
+
+# One chunk of logits is at most this big: a core's L2 (1–2 MiB) holds it and its sums.
+CHUNK_BYTES = 1 << 20
+# Below this many logits, handing chunks to threads costs more than it saves.
+PARALLEL_MIN = 1 << 18
+# Worker threads for large inputs; set lsce_scratch.fast.THREADS = 1 to stay on one core.
+THREADS = max(1, os.cpu_count() or 1)
+# linear_lsce's row chunk of logits: small next to the full logits, big enough that the
+# matrix products stay efficient and d_weight is updated only a few times.
+FUSED_CHUNK_BYTES = 64 << 20
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def row_chunks(num_rows: int, num_classes: int, itemsize: int) -> list[slice]:
+    """Fixed row chunks of about CHUNK_BYTES each; they depend on the shape only."""
+    rows = max(1, CHUNK_BYTES // max(1, num_classes * itemsize))
+    return [slice(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
+
+
+def _map(fn: Callable[[slice], object], chunks: Sequence[slice], size: int) -> list:
+    """``[fn(c) for c in chunks]``, on THREADS threads when ``size`` logits make it pay."""
+    workers = min(THREADS, len(chunks)) if size >= PARALLEL_MIN else 1
+    if workers <= 1:
+        return [fn(c) for c in chunks]
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lsce")
+    # one task per worker, a contiguous run of chunks each: few hand-overs between threads
+    runs = np.array_split(np.arange(len(chunks)), workers)
+    tasks = [[chunks[j] for j in run] for run in runs]
+    done = _pools[workers].map(lambda task: [fn(c) for c in task], tasks)
+    return [result for task in done for result in task]
+
+
+@dataclass
+class RowInfo:
+    """Per-row numbers for all N rows, computed once (O(N)); index targets fill y, w_y, S."""
+
+    scale: np.ndarray  # ∂L/∂ℓ_i at dloss = 1: 1/Σw_y for 'mean', 1 otherwise, 0 where ignored
+    y: np.ndarray | None = None  # true class (0 on ignored rows)
+    w_y: np.ndarray | None = None  # its class weight
+    total: np.ndarray | None = None  # S_i = Σ_k r_ik = (1 − ε) w_y + (ε/K) Σ_k w_k
+
+
+def row_info(prep: Prepared, scale: np.ndarray) -> RowInfo:
+    """The per-row numbers of ``prep``'s rows; ``scale`` is ∂L/∂ℓ_i for the gradient."""
+    if prep.kind == "soft":
+        return RowInfo(scale)
+    eps, num_classes, w = prep.epsilon, prep.num_classes, prep.weight
+    y = prep.safe_target
+    w_y = np.ones(len(y), prep.logits.dtype) if w is None else w[y]
+    w_sum = num_classes if w is None else w.sum()
+    # S = (1 − ε) w_y + (ε/K) Σ_k w_k
+    return RowInfo(scale, y, w_y, (1.0 - eps) * w_y + eps / num_classes * w_sum)
+
+
+class RowStats(NamedTuple):
+    """What a pass over some rows gives: losses and the row statistics."""
+
+    loss: np.ndarray  # ℓ_i, 0 on ignored rows
+    z_max: np.ndarray  # the row maxima
+    argmax: np.ndarray  # m, where they are
+    rest: np.ndarray  # Σ_{k≠m} exp(z_k − z_max)
+    finite: bool  # every z_max and smoothing sum finite (else the logits hold NaN/inf)
+
+
+# (z_max, argmax, rest) of some rows, saved by a forward pass
+Saved = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+# --8<-- [start:block]
+def _block_forward(
+    prep: Prepared, info: RowInfo, rows: slice, z: np.ndarray, e: np.ndarray
+) -> RowStats:
+    """ℓ_i and the row statistics of one chunk of rows; leaves exp(z − z_max) in ``e``
+    (0 at m). ``e`` may be z itself: z is not read after the first pass."""
+    r = None if prep.kind == "index" else _soft_r(prep, rows)
+    # z_y is read first: e may be z's own memory
+    z_y = z[np.arange(len(z)), info.y[rows]] if r is None else None
+    # z_max, m, rest = Σ_{k≠m} exp(z_k − z_max) and Σ_k a_k (z_max − z_k) for the
+    # smoothing weights a = w (index targets) or r (probabilities); see partial
+    state = partial(z, 0, prep.weight if r is None else r, out=e)
+    finite = bool(np.isfinite(state.z_max).all() and np.isfinite(state.gap).all())
+    row_loss = _row_loss(prep, info, rows, state, z_y)
+    return RowStats(row_loss, state.z_max, state.argmax, state.rest, finite)
+
+
+def _row_loss(
+    prep: Prepared, info: RowInfo, rows: slice, state: Partial, z_y: np.ndarray | None
+) -> np.ndarray:
+    """ℓ_i of some rows from their softmax state (and z_y, for index targets)."""
+    eps, num_classes = prep.epsilon, prep.num_classes
+    if prep.kind == "index":
+        total = info.total[rows]
+        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k)
+        gap = (1.0 - eps) * info.w_y[rows] * (state.z_max - z_y) + eps / num_classes * state.gap
+    else:
+        # the state's weights were r: gap = Σ_k r_k (z_max − z_k) and S = Σ_k r_k
+        gap, total = state.gap, state.mass
+    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i); ignored rows count 0
+    return np.where(prep.valid[rows], gap + total * np.log1p(state.rest), 0.0)
+
+
+def _block_gradient(
+    prep: Prepared, info: RowInfo, rows: slice, e: np.ndarray, m: np.ndarray, rest: np.ndarray
+) -> None:
+    """Turn ``e`` = exp(z − z_max) of one chunk (any value at m) into (S p − r)·s, in place."""
+    eps, num_classes, w = prep.epsilon, prep.num_classes, prep.weight
+    i, s = np.arange(e.shape[0]), info.scale[rows]
+    r = None if prep.kind == "index" else _soft_r(prep, rows)
+    total = info.total[rows] if r is None else r.sum(axis=-1)
+    # (S p − r)·s with p = exp(z − z_max) / (1 + rest): scale the exponentials in place
+    np.multiply(e, (total * s / (1.0 + rest))[:, None], out=e)
+    if r is None:
+        y, w_y = info.y[rows], info.w_y[rows]
+        # − r·s, with r = (ε/K) w + (1 − ε) w_y onehot(y): a broadcast and one entry per row
+        e -= (eps / num_classes * s)[:, None] if w is None else np.outer(eps / num_classes * s, w)
+        e[i, y] -= (1.0 - eps) * w_y * s
+        w_m = 1.0 if w is None else w[m]
+        w_sum = num_classes if w is None else w.sum()
+        # Σ_{k≠m} r_k = (1 − ε) w_y [y ≠ m] + (ε/K)(Σ_k w_k − w_m)
+        r_others = (1.0 - eps) * w_y * (y != m) + eps / num_classes * (w_sum - w_m)
+    else:
+        # Σ_{k≠m} r_k, summed without r_m (the entry at m is overwritten below)
+        r[i, m] = 0.0
+        r_others = r.sum(axis=-1)
+        e -= np.multiply(r, s[:, None], out=r)
+    # at m: S p_m − r_m = Σ_{k≠m} r_k − S (1 − p_m), with 1 − p_m = rest / (1 + rest)
+    e[i, m] = (r_others - total * rest / (1.0 + rest)) * s
+
+
+# --8<-- [end:block]
+
+
+def _soft_r(prep: Prepared, rows: slice, cols: slice = slice(None)) -> np.ndarray:
+    """r = w ⊙ ((1 − ε) t + ε/K) for probability targets, on a block of rows and classes."""
+    r = (1.0 - prep.epsilon) * prep.target[rows, cols] + prep.epsilon / prep.num_classes
+    return r if prep.weight is None else np.multiply(r, prep.weight[cols], out=r)
+
+
+def _block(
+    prep: Prepared,
+    info: RowInfo,
+    rows: slice,
+    z: np.ndarray,
+    grad: np.ndarray | None,
+    saved: Saved | None,
+) -> RowStats | None:
+    """One chunk: its losses and statistics, and with ``grad`` its gradient (scaled by
+    ``info.scale``). With ``saved`` statistics only the gradient is left to compute."""
+    if saved is not None:
+        z_max, m, rest = saved
+        # exp(z − z_max) from the saved row maxima: no argmax, no sums
+        np.exp(np.subtract(z, z_max[:, None], out=grad), out=grad)
+        _block_gradient(prep, info, rows, grad, m, rest)
+        return None
+    stats = _block_forward(prep, info, rows, z, np.empty_like(z) if grad is None else grad)
+    if grad is not None:
+        _block_gradient(prep, info, rows, grad, stats.argmax, stats.rest)
+    return stats
+
+
+def lsce_rows(
+    prep: Prepared,
+    info: RowInfo,
+    start: int,
+    z: np.ndarray,
+    grad: np.ndarray | None,
+    saved: Saved | None = None,
+) -> RowStats | None:
+    """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked, threaded.
+
+    With ``grad``, their gradient too; with the ``saved`` (z_max, argmax, rest) of these
+    rows, only the gradient (and None is returned). NaN or ±inf in the logits shows in the
+    row maxima or the smoothing sums (``finite``), so nothing else has to scan for it.
+    """
+    chunks = row_chunks(len(z), prep.num_classes, z.itemsize)
+
+    def run(c: slice) -> RowStats | None:
+        rows = slice(start + c.start, start + c.stop)
+        part = None if saved is None else tuple(a[c] for a in saved)
+        # NaN/inf logits are reported after the pass, without warnings on the way
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _block(prep, info, rows, z[c], None if grad is None else grad[c], part)
+
+    parts = _map(run, chunks, z.size)
+    if saved is not None:
+        return None
+    if not parts:
+        return RowStats(z[:, 0], z[:, 0], np.zeros(0, np.intp), z[:, 0], True)
+    *arrays, finite = zip(*parts, strict=True)
+    return RowStats(*(np.concatenate(a) for a in arrays), all(finite))
+
+
+def _loss_rows(prep: Prepared, grad: np.ndarray | None) -> RowStats:
+    """Losses and statistics of all rows (and, with ``grad``, the gradient at dloss = 1)."""
+    stats = lsce_rows(prep, row_info(prep, _unit_scale(prep)), 0, prep.logits, grad)
+    if not stats.finite:
+        # name the first NaN/inf; finite logits that overflow a sum just give inf
+        raise_nonfinite(prep.logits.reshape(prep.leading_shape + (prep.num_classes,)))
+    return stats
+
+
+def _unit_scale(prep: Prepared) -> np.ndarray:
+    """∂L/∂ℓ_i at dloss = 1, for every row."""
+    ones = np.ones(prep.leading_shape) if prep.reduction == "none" else 1.0
+    return row_scale(ones, prep)[:, 0]
+
+
+def _prepare(
+    logits: ArrayLike,
+    target: ArrayLike,
+    epsilon: float,
+    reduction: str,
+    weight: ArrayLike | None,
+    ignore_index: int,
+) -> Prepared:
+    # the kernel finds NaN/inf in its row sums, so prepare() need not scan the logits
+    return prepare(logits, target, epsilon, reduction, weight, ignore_index, check_finite=False)
+
+
+# --8<-- [start:lsce_forward]
+def lsce_forward(
+    logits: ArrayLike,
+    target: ArrayLike,
+    epsilon: float = 0.1,
+    *,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+) -> tuple[np.ndarray, dict]:
+    """Label-smoothing cross-entropy, forward pass; returns ``(loss, cache)``.
+
+    ``logits`` has shape (..., K); ``target`` holds class indices of shape (...) or
+    probabilities of shape (..., K). The result equals
+    ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=..., reduction=...,
+    label_smoothing=epsilon)``, as :func:`lsce_scratch.losses.lsce_forward`'s does. The
+    gradient is computed here too, in the same pass over the logits, and kept in ``cache``
+    (one array of the logits' size) for :func:`lsce_backward`;
+    :func:`label_smoothing_cross_entropy` skips it.
+    """
+    prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
+    grad = np.empty_like(prep.logits)
+    stats = _loss_rows(prep, grad)
+    return reduce_rows(stats.loss, prep), {"prep": prep, "grad": grad, "stats": stats}
+
+
+# --8<-- [end:lsce_forward]
+
+
+# --8<-- [start:lsce_backward]
+def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
+    """Gradient of the loss with respect to the logits, same shape and dtype as the logits.
+
+    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for
+    'none'. The first call hands out the gradient the forward computed, multiplied by
+    dloss in place (nothing to do when dloss is 1); a later call on the same cache
+    computes it again from the saved row statistics.
+    """
+    prep = cache["prep"]
+    dloss = upstream(dloss, prep)
+    grad = cache.pop("grad", None)
+    if grad is None:
+        # the first call gave its buffer away: compute the gradient again
+        grad = np.empty_like(prep.logits)
+        info = row_info(prep, _unit_scale(prep))
+        lsce_rows(prep, info, 0, prep.logits, grad, cache["stats"][1:4])
+    if prep.reduction == "none":
+        # ignored rows are already 0; keep them so even where dloss is not finite
+        scale = np.where(prep.valid, dloss, 0.0)[:, None]
+        _map(lambda c: np.multiply(grad[c], scale[c], out=grad[c]), _chunks(grad), grad.size)
+    elif dloss != 1:
+        _map(lambda c: np.multiply(grad[c], dloss, out=grad[c]), _chunks(grad), grad.size)
+    shape = prep.leading_shape + (prep.num_classes,)
+    return grad.reshape(shape).astype(prep.input_dtype, copy=False)
+
+
+# --8<-- [end:lsce_backward]
+
+
+def _chunks(a: np.ndarray) -> list[slice]:
+    return row_chunks(a.shape[0], a.shape[-1], a.itemsize)
+
+
+def label_smoothing_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    epsilon: float = 0.1,
+    *,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+) -> np.ndarray:
+    """The LSCE loss alone (arguments as :func:`lsce_forward`); no gradient is computed,
+    so the extra memory is a chunk of rows per thread and a few numbers per row."""
+    prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
+    return reduce_rows(_loss_rows(prep, None).loss, prep)
+
+
+# --8<-- [start:online]
+class Partial(NamedTuple):
+    """Online-softmax state of each row over the classes read so far.
+
+    ``gap`` and ``mass`` carry the smoothing term for a vector of class weights a
+    (w, or r for soft targets); with a = 1 they count the classes.
+    """
+
+    z_max: np.ndarray  # running max of the logits
+    argmax: np.ndarray  # where it is (first occurrence)
+    rest: np.ndarray  # Σ_{k≠argmax} exp(z_k − z_max)
+    gap: np.ndarray  # Σ_k a_k (z_max − z_k) ≥ 0
+    mass: np.ndarray  # Σ_k a_k
+
+
+def partial(
+    z: np.ndarray, offset: int = 0, a: np.ndarray | None = None, out: np.ndarray | None = None
+) -> Partial:
+    """The state of a block of classes (columns offset.. of each row), with weights a.
+
+    The exponentials exp(z − z_max) (0 at the max) are left in ``out``, which may be z.
+    """
+    i = np.arange(z.shape[0])
+    # m = argmax_k z_k, the most likely class; z_max = z_m
+    m = np.argmax(z, axis=-1)
+    z_max = z[i, m]
+    # z − z_max ≤ 0, exactly 0 at m
+    e = np.subtract(z, z_max[:, None], out=out)
+    # Σ_k a_k (z_max − z_k) ≥ 0: the smoothing term as a sum without cancellation
+    if a is None:
+        gap, mass = -e.sum(axis=-1), np.full(len(z), z.shape[-1], dtype=z.dtype)
+    elif a.ndim == 1:
+        gap, mass = -(e @ a), np.full(len(z), a.sum(), dtype=z.dtype)
+    else:
+        gap, mass = -np.einsum("ij,ij->i", a, e), a.sum(axis=-1)
+    # rest = Σ_{k≠m} exp(z_k − z_max): the max term (exactly 1) is left out, so that
+    # lse = z_max + log1p(rest) and 1 − p_m = rest / (1 + rest) keep every digit
+    np.exp(e, out=e)
+    e[i, m] = 0.0
+    return Partial(z_max, m + offset, e.sum(axis=-1), gap, mass)
+
+
+def merge(a: Partial, b: Partial) -> Partial:
+    """Combine the states of two disjoint sets of classes (any order, any split)."""
+    # the larger max stays the max; the other side is rescaled to it by exp(lo − hi) ≤ 1
+    b_wins = b.z_max > a.z_max
+    hi = Partial(*(np.where(b_wins, y, x) for x, y in zip(a, b, strict=True)))
+    lo = Partial(*(np.where(b_wins, x, y) for x, y in zip(a, b, strict=True)))
+    shrink = np.exp(lo.z_max - hi.z_max)
+    # the losing side's own max term, exp(lo − hi), joins rest: (rest_lo + 1)·shrink
+    rest = hi.rest + (lo.rest + 1.0) * shrink
+    # Σ a_k (hi − z_k) over the losing side = its gap + its mass·(hi − lo), all ≥ 0
+    gap = hi.gap + lo.gap + lo.mass * (hi.z_max - lo.z_max)
+    return Partial(hi.z_max, hi.argmax, rest, gap, hi.mass + lo.mass)
+
+
+# --8<-- [start:online_logsumexp]
+def online_logsumexp(x: ArrayLike, chunk: int = 4096) -> np.ndarray:
+    """log Σ_k exp(x_k) over the last axis, reading ``chunk`` classes at a time.
+
+    Exercise 10.1. Memory beyond the result is O(rows·chunk); x must be finite.
+    """
+    chunk = _check_chunk(chunk)
+    x = np.asarray(x)
+    dtype = compute_dtype(x.dtype)
+    rows = x.astype(dtype, copy=False).reshape(-1, x.shape[-1])
+    state = _fold(rows, chunk, lambda c: None)
+    # lse = z_max + log(1 + rest)
+    return (state.z_max + np.log1p(state.rest)).reshape(x.shape[:-1])
+
+
+# --8<-- [end:online_logsumexp]
+
+
+def _check_chunk(chunk: object) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive number of classes; got {chunk!r}")
+    return chunk
+
+
+def _fold(z: np.ndarray, chunk: int, weights: Callable[[slice], np.ndarray | None]) -> Partial:
+    """Merge the states of z's class chunks from left to right."""
+    state = None
+    for c0 in range(0, z.shape[-1], chunk):
+        cols = slice(c0, c0 + chunk)
+        part = partial(z[:, cols], c0, weights(cols))
+        state = part if state is None else merge(state, part)
+    return state
+
+
+# --8<-- [end:online]
+
+
+def lsce_loss_chunked(
+    logits: ArrayLike,
+    target: ArrayLike,
+    epsilon: float = 0.1,
+    *,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """The LSCE loss, reading ``chunk`` classes at a time (online softmax).
+
+    Arguments and result as :func:`label_smoothing_cross_entropy`. No row is ever held
+    whole: the extra memory is O(N) for the running state plus one block of
+    ``rows × chunk`` logits, so the classes may come from anywhere (vocabulary shards,
+    a weight matrix read block by block).
+    """
+    chunk = _check_chunk(chunk)
+    prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
+    num_classes, w = prep.num_classes, prep.weight
+    info = row_info(prep, _unit_scale(prep))
+    rows_per_block = max(1, CHUNK_BYTES // (min(chunk, num_classes) * prep.logits.itemsize))
+    blocks = [
+        slice(a, min(a + rows_per_block, len(prep.logits)))
+        for a in range(0, len(prep.logits), rows_per_block)
+    ]
+
+    @np.errstate(invalid="ignore", over="ignore")
+    def run(rows: slice) -> tuple[np.ndarray, bool]:
+        z = prep.logits[rows]
+        if prep.kind == "index":
+            state = _fold(z, chunk, lambda cols: None if w is None else w[cols])
+            z_y = z[np.arange(len(z)), info.y[rows]]
+        else:
+            state = _fold(z, chunk, lambda cols: _soft_r(prep, rows, cols))
+            z_y = None
+        finite = bool(np.isfinite(state.z_max).all() and np.isfinite(state.gap).all())
+        return _row_loss(prep, info, rows, state, z_y), finite
+
+    parts = _map(run, blocks, prep.logits.size)
+    if not all(finite for _, finite in parts):
+        raise_nonfinite(prep.logits.reshape(prep.leading_shape + (num_classes,)))
+    row_loss = np.concatenate([loss for loss, _ in parts]) if parts else prep.logits[:, 0]
+    return reduce_rows(row_loss, prep)
+
+
+# --8<-- [start:linear_lsce]
+def linear_lsce(
+    hidden: ArrayLike,
+    lin_weight: ArrayLike,
+    target: ArrayLike,
+    epsilon: float = 0.1,
+    *,
+    lin_bias: ArrayLike | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    dloss: ArrayLike | None = None,
+    chunk_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """A linear layer fused with LSCE: logits = hidden @ lin_weightᵀ + lin_bias, never stored.
+
+    ``hidden`` is (..., H), ``lin_weight`` (K, H), ``lin_bias`` (K,) or None; the other
+    arguments are those of :func:`lsce_forward`, and ``dloss`` (default 1, or ones for
+    'none') is the upstream gradient. Returns ``(loss, d_hidden, d_lin_weight,
+    d_lin_bias)``. Rows are processed ``chunk_rows`` at a time: each chunk's logits are
+    computed, turned into their gradient in place, and used at once for d_hidden and
+    d_lin_weight, so the extra memory is one chunk of logits, not N × K. The price is
+    time: d_lin_weight is updated once per chunk.
+    """
+    h, w_lin, b = _linear_inputs(hidden, lin_weight, lin_bias)
+    num_rows, num_classes = len(h), len(w_lin)
+    # prepare() checks the targets against the logits' shape; a stride-0 view of one zero
+    # stands in for the logits, which are never built
+    stand_in = np.broadcast_to(np.zeros((), h.dtype), np.shape(hidden)[:-1] + (num_classes,))
+    prep = _prepare(stand_in, target, epsilon, reduction, weight, ignore_index)
+    if dloss is None:
+        dloss = np.ones(prep.leading_shape) if reduction == "none" else 1.0
+    info = row_info(prep, row_scale(dloss, prep)[:, 0])
+    rows = chunk_rows or max(1, FUSED_CHUNK_BYTES // (num_classes * h.itemsize))
+    buffer = np.empty((min(rows, num_rows), num_classes), h.dtype)
+    row_loss = np.empty(num_rows, h.dtype)
+    d_hidden = np.empty_like(h)
+    d_weight = np.zeros_like(w_lin)
+    d_bias = None if b is None else np.zeros_like(b)
+    for a in range(0, num_rows, rows):
+        h_c = h[a : a + rows]
+        z = buffer[: len(h_c)]
+        # this chunk's logits z = h Wᵀ + b, overwritten below by ∂L/∂z
+        np.matmul(h_c, w_lin.T, out=z)
+        if b is not None:
+            z += b
+        stats = lsce_rows(prep, info, a, z, z)
+        row_loss[a : a + len(h_c)] = stats.loss
+        if not stats.finite:
+            _raise_nonfinite_linear(hidden, lin_weight, lin_bias)
+        # ∂L/∂h = (∂L/∂z) W
+        np.matmul(z, w_lin, out=d_hidden[a : a + len(h_c)])
+        # ∂L/∂W += (∂L/∂z)ᵀ h, in blocks of classes so no (K, H) temporary is made
+        for k0 in range(0, num_classes, 4096):
+            d_weight[k0 : k0 + 4096] += z[:, k0 : k0 + 4096].T @ h_c
+        if d_bias is not None:
+            # ∂L/∂b = Σ_i ∂L/∂z_i
+            d_bias += z.sum(axis=0)
+    dtype = np.asarray(hidden).dtype
+    return (
+        reduce_rows(row_loss, prep),
+        d_hidden.reshape(np.shape(hidden)).astype(dtype, copy=False),
+        d_weight.astype(dtype, copy=False),
+        None if d_bias is None else d_bias.astype(dtype, copy=False),
+    )
+
+
+# --8<-- [end:linear_lsce]
+
+
+def _raise_nonfinite_linear(*arrays: ArrayLike | None) -> None:
+    """Name the input with NaN/inf that made the logits non-finite (or say they overflowed)."""
+    for name, a in zip(("hidden", "lin_weight", "lin_bias"), arrays, strict=True):
+        if a is not None and not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or ±inf; the loss is undefined there")
+    raise ValueError(
+        "the logits hidden @ lin_weightᵀ + lin_bias overflow to ±inf; scale the inputs down"
+    )
+
+
+def _linear_inputs(
+    hidden: ArrayLike, lin_weight: ArrayLike, lin_bias: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Check the linear layer's arrays; return them as (N, H), (K, H), (K,) in the compute dtype."""
+    hidden, lin_weight = np.asarray(hidden), np.asarray(lin_weight)
+    for name, a in (("hidden", hidden), ("lin_weight", lin_weight)):
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(
+                f"{name} must be floating point; got {a.dtype}. Convert with "
+                f"{name}.astype(np.float32)"
+            )
+    if hidden.ndim < 1 or lin_weight.ndim != 2 or lin_weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"hidden must be (..., H) and lin_weight (K, H) with the same H; got shapes "
+            f"{hidden.shape} and {lin_weight.shape}"
+        )
+    dtype = compute_dtype(hidden.dtype)
+    h = hidden.astype(dtype, copy=False).reshape(-1, hidden.shape[-1])
+    w = lin_weight.astype(dtype, copy=False)
+    if lin_bias is None:
+        return h, w, None
+    b = np.asarray(lin_bias)
+    if b.shape != (len(w),) or not np.issubdtype(b.dtype, np.floating):
+        raise ValueError(
+            f"lin_bias must be a floating-point array of shape ({len(w)},), one per class; "
+            f"got {b.dtype} {b.shape}"
+        )
+    return h, w, b.astype(dtype, copy=False)

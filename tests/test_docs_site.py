@@ -1,0 +1,387 @@
+"""The docs site: lessons ↔ pages, vendored KaTeX, the build hooks, the strict build, and a
+real-browser check of the built site.
+
+The browser test needs Debian's ``chromium`` and ``npm ci``'s ``playwright-core``; without
+them it is skipped with the reason, unless ``LSCE_REQUIRE_BROWSER=1`` (set by ``.ci/run``)
+makes their absence a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+import yaml
+
+from lsce_scratch.exercises import load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON_SCRIPT = re.compile(r"^(\d\d)_(\w+)\.py$")
+LESSON_PAGE = re.compile(r"^(\d\d)-([\w-]+)\.md$")
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+
+
+def _load_tool(name: str) -> ModuleType:
+    """Import tools/<name>.py (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"lsce_tools_{name}", ROOT / "tools" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+hooks = _load_tool("docs_hooks")
+gen_figures = _load_tool("gen_figures")
+vendor_katex = _load_tool("vendor_katex")
+
+
+def lesson_scripts() -> dict[str, str]:
+    """'04' → 'label_smoothing' for every lessons/NN_name.py."""
+    found = (LESSON_SCRIPT.match(p.name) for p in (ROOT / "lessons").glob("*.py"))
+    return {m.group(1): m.group(2) for m in found if m}
+
+
+def lesson_pages() -> dict[str, str]:
+    """'04' → 'label-smoothing' for every docs/lessons/NN-slug.md."""
+    found = (LESSON_PAGE.match(p.name) for p in (ROOT / "docs" / "lessons").glob("*.md"))
+    return {m.group(1): m.group(2) for m in found if m}
+
+
+def nav_pages(nav: object) -> list[str]:
+    """Every page path in a mkdocs nav, depth first."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, list):
+        return [page for item in nav for page in nav_pages(item)]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in nav_pages(value)]
+    return []
+
+
+# --- lessons and pages -------------------------------------------------------------------
+
+
+def test_every_lesson_script_has_a_page_and_every_page_a_script() -> None:
+    scripts, pages = lesson_scripts(), lesson_pages()
+    for number, name in scripts.items():
+        assert number in pages, (
+            f"lessons/{number}_{name}.py has no page: add docs/lessons/{number}-"
+            f"{name.replace('_', '-')}.md (see CONTRIBUTING.md)"
+        )
+        assert pages[number] == name.replace("_", "-"), (
+            f"lessons/{number}_{name}.py's page is docs/lessons/{number}-{pages[number]}.md; "
+            f"name it docs/lessons/{number}-{name.replace('_', '-')}.md"
+        )
+    for number, slug in pages.items():
+        assert number in scripts, f"docs/lessons/{number}-{slug}.md has no lesson script"
+
+
+def test_every_lesson_page_is_in_the_nav() -> None:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    in_nav = set(nav_pages(config["nav"]))
+    for number, slug in lesson_pages().items():
+        assert f"lessons/{number}-{slug}.md" in in_nav, f"add lessons/{number}-{slug}.md to nav"
+
+
+# --- vendored KaTeX ----------------------------------------------------------------------
+
+
+def test_npm_packages_are_pinned_exactly() -> None:
+    package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
+    lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
+    for name, spec in package["devDependencies"].items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", spec), f"pin {name} exactly, not {spec!r}"
+        assert lock["packages"][f"node_modules/{name}"]["version"] == spec, (
+            f"package-lock.json is stale for {name}: run `npm install`"
+        )
+
+
+def test_vendored_katex_version_matches_the_lockfile() -> None:
+    vendored = (vendor_katex.TARGET / "VERSION").read_text(encoding="utf-8").strip()
+    assert vendored == vendor_katex.locked_version(), (
+        "docs/assets/vendor/katex is not the locked katex: "
+        "run `npm ci && python tools/vendor_katex.py`"
+    )
+    for needed in ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js", "LICENSE"):
+        assert (vendor_katex.TARGET / needed).is_file(), f"vendored KaTeX lacks {needed}"
+    assert list((vendor_katex.TARGET / "fonts").glob("KaTeX_*.woff2")), "no KaTeX fonts"
+
+
+def test_vendored_katex_is_an_exact_copy_of_node_modules() -> None:
+    if not (vendor_katex.SOURCE / "package.json").is_file():
+        pytest.skip("node_modules/katex is missing (npm ci has not run)")
+    if vendor_katex.installed_version() != vendor_katex.locked_version():
+        pytest.skip("node_modules is not the locked version (run npm ci)")
+    assert vendor_katex.differences() == [], "run `python tools/vendor_katex.py`"
+
+
+# --- the exercise-box hook -----------------------------------------------------------------
+
+
+def _page(src_uri: str) -> SimpleNamespace:
+    return SimpleNamespace(file=SimpleNamespace(src_uri=src_uri))
+
+
+def _files(*src_uris: str) -> SimpleNamespace:
+    pages = [SimpleNamespace(src_uri=uri) for uri in src_uris]
+    return SimpleNamespace(documentation_pages=lambda: pages)
+
+
+def _expand(markdown: str, src_uri: str = "lessons/01-softmax.md") -> tuple[str, set[int]]:
+    files = _files("lessons/01-softmax.md", "exercises.md")
+    return hooks.expand_markers(markdown, _page(src_uri), files, ROOT, load_manifest(ROOT))
+
+
+def test_marker_becomes_one_box_per_exercise_with_hints_and_commands() -> None:
+    manifest = load_manifest(ROOT)
+    lesson = manifest[0].lesson
+    text, shown = _expand(f"# Lesson\n\n<!-- lsce:exercises {lesson} -->\n")
+    assert shown == {lesson}
+    assert "lsce:exercises" not in text
+    for exercise in (e for e in manifest if e.lesson == lesson):
+        assert f'id="{hooks.anchor(exercise)}"' in text
+        assert f"Exercise {exercise.id}" in text
+        assert f"lessons/exercises/{exercise.file}" in text
+        assert f"lsce check {exercise.id}" in text and f"lsce hint {exercise.id}" in text
+        for level in range(1, len(exercise.hints) + 1):
+            assert f'??? tip "Hint {level}"' in text
+
+
+def test_marker_for_a_lesson_without_exercises_fails_the_build() -> None:
+    with pytest.raises(hooks.PluginError, match="lesson 99 has no exercises"):
+        _expand("<!-- lsce:exercises 99 -->\n")
+
+
+def test_unknown_marker_fails_the_build() -> None:
+    with pytest.raises(hooks.PluginError, match="unknown marker"):
+        _expand("<!-- lsce:exercize 1 -->\n")
+
+
+def test_exercises_shown_on_no_page_fail_the_build() -> None:
+    manifest = load_manifest(ROOT)
+    lessons = {e.lesson for e in manifest}
+    hooks.check_all_shown(manifest, lessons)  # all shown: fine
+    missing = max(lessons)
+    with pytest.raises(hooks.PluginError, match=f"lesson\\(s\\) {missing}"):
+        hooks.check_all_shown(manifest, lessons - {missing})
+
+
+def test_markers_inside_code_fences_are_left_alone() -> None:
+    markdown = "````markdown\n```\n<!-- lsce:exercises 99 -->\n```\n````\n"
+    text, shown = _expand(markdown)
+    assert shown == set() and "<!-- lsce:exercises 99 -->" in text
+
+
+def test_exercise_list_links_every_exercise_to_its_box() -> None:
+    text, _ = _expand("<!-- lsce:exercise-list -->\n", src_uri="exercises.md")
+    for exercise in load_manifest(ROOT):
+        assert f"| {exercise.id} |" in text
+        if exercise.lesson == 1:
+            assert f"(lessons/01-softmax.md#{hooks.anchor(exercise)})" in text
+
+
+def test_box_links_work_within_and_across_pages() -> None:
+    exercise = next(e for e in load_manifest(ROOT) if e.lesson == 1)
+    files = _files("lessons/01-softmax.md", "exercises.md")
+    same = hooks.box_link(exercise, _page("lessons/01-softmax.md"), files)
+    assert same == f"#{hooks.anchor(exercise)}"
+    other = hooks.box_link(exercise, _page("lessons/02-gradient-checking.md"), files)
+    assert other == f"01-softmax.md#{hooks.anchor(exercise)}"
+    assert hooks.box_link(exercise, _page("index.md"), _files("index.md")) is None
+
+
+def test_manifest_text_is_escaped_but_code_spans_stay_code() -> None:
+    escaped = hooks.escape_markdown("x_k * 2 <b> $5 `a_b * c`")
+    assert escaped == r"x\_k \* 2 &lt;b&gt; \$5 `a_b * c`"
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def _fake_lesson(root: Path, body: str, name: str = "01_fake.py") -> Path:
+    """A lesson script in a throw-away course tree that counts its runs."""
+    (root / "lessons" / "exercises").mkdir(parents=True, exist_ok=True)
+    script = root / "lessons" / name
+    script.write_text(
+        "import os, pathlib\n"
+        "with open('runs.txt', 'a') as f: f.write('run\\n')\n"
+        "out = pathlib.Path(os.environ['LSCE_FIGURE_DIR'])\n" + body,
+        encoding="utf-8",
+    )
+    return script
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+
+
+def test_figures_are_cached_until_the_lesson_changes(tmp_path: Path) -> None:
+    script = _fake_lesson(tmp_path, f"(out / '01_plot.png').write_bytes({PNG!r})\n")
+    first = gen_figures.run_lesson(script, tmp_path, quick_flag=True)
+    assert first.ran and [p.name for p in first.figures] == ["01_plot.png"]
+    second = gen_figures.run_lesson(script, tmp_path, quick_flag=True)
+    assert not second.ran and second.figures == first.figures
+    assert (tmp_path / "runs.txt").read_text().count("run") == 1
+    full = gen_figures.run_lesson(script, tmp_path, quick_flag=False)  # own cache
+    assert full.ran
+    script.write_text(script.read_text() + "# changed\n")
+    assert gen_figures.run_lesson(script, tmp_path, quick_flag=True).ran
+
+
+def test_a_failing_lesson_fails_loudly_and_is_retried(tmp_path: Path) -> None:
+    script = _fake_lesson(tmp_path, "print('the check table says no')\nraise SystemExit(1)\n")
+    with pytest.raises(gen_figures.LessonFailed, match="the check table says no"):
+        gen_figures.run_lesson(script, tmp_path, quick_flag=True)
+    with pytest.raises(gen_figures.LessonFailed):  # no stamp was left: it runs again
+        gen_figures.run_lesson(script, tmp_path, quick_flag=True)
+    assert (tmp_path / "runs.txt").read_text().count("run") == 2
+
+
+def test_figures_must_carry_their_lesson_number(tmp_path: Path) -> None:
+    script = _fake_lesson(tmp_path, f"(out / 'plot.png').write_bytes({PNG!r})\n")
+    with pytest.raises(gen_figures.LessonFailed, match="01_what.png"):
+        gen_figures.run_lesson(script, tmp_path, quick_flag=True)
+
+
+# --- the numbers on the Conventions page ------------------------------------------------------
+
+
+def test_conventions_page_examples_hold() -> None:
+    examples = _load_tool("conventions_examples")
+    for example in examples.EXAMPLES:
+        example()
+
+
+# --- the strict build ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mkdocs build --strict` into a temporary folder, figures from LSCE_QUICK=1 runs."""
+    site = tmp_path_factory.mktemp("docs") / "site"
+    env = dict(os.environ, **DOCS_ENV, LSCE_QUICK="1")
+    # Quick runs plot no timings, so running lessons side by side skews nothing.
+    env.setdefault("LSCE_DOCS_JOBS", str(min(4, os.cpu_count() or 1)))
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    print(f"mkdocs build --strict: {seconds:.1f} s")
+    return site
+
+
+@pytest.mark.slow
+def test_strict_build_shows_every_exercise_and_figure(built_site: Path) -> None:
+    html = {p: p.read_text(encoding="utf-8") for p in built_site.rglob("*.html")}
+    everything = "\n".join(html.values())
+    assert "<!-- lsce:" not in everything, "an lsce: marker was not expanded"
+    for exercise in load_manifest(ROOT):
+        assert f'id="{hooks.anchor(exercise)}"' in everything, f"no box for {exercise.id}"
+    for number, slug in lesson_pages().items():
+        assert (built_site / "lessons" / f"{number}-{slug}" / "index.html").is_file()
+    for page in (ROOT / "docs" / "lessons").glob("*.md"):
+        for figure in re.findall(r"\.\./figures/([\w.-]+\.png)", page.read_text("utf-8")):
+            assert (built_site / "figures" / figure).is_file(), f"{page.name}: no {figure}"
+
+
+# --- the real browser ------------------------------------------------------------------------
+
+
+def browser_missing() -> str | None:
+    """Why the browser test cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (ROOT / "node_modules" / "playwright-core" / "package.json").is_file():
+        return "node_modules/playwright-core is missing (run `npm ci`, which `make setup` does)"
+    if shutil.which(chromium_path()) is None:
+        return "chromium is not installed (Debian: `apt-get install chromium`)"
+    return None
+
+
+def chromium_path() -> str:
+    return os.environ.get("LSCE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    reason = browser_missing()
+    if reason is None:
+        return
+    if os.environ.get("LSCE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"LSCE_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}")
+    pytest.skip(f"browser test skipped: {reason}")
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(built_site: Path) -> Iterator[str]:
+    """The built site on http://127.0.0.1:PORT/ (a free port), for the duration of a test."""
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_site_works_offline_in_a_real_browser(
+    browser_ready: None, built_site: Path, served: str
+) -> None:
+    pages = sorted(
+        p.relative_to(built_site).as_posix()
+        for p in built_site.rglob("index.html")
+        if "assets" not in p.parts
+    )
+    lessons = [p for p in pages if p.startswith("lessons/")]
+    assert len(lessons) == len(lesson_pages()), "every lesson page must be visited"
+    proc = subprocess.run(
+        ["node", str(ROOT / "tests" / "browser_check.mjs"), "--base", served,
+         "--pages", " ".join(pages), "--chromium", chromium_path()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"browser check printed no report:\n{proc.stdout}\n{proc.stderr}")
+    problems = "\n".join(report["problems"])
+    assert report["ok"] and proc.returncode == 0, f"the site failed in Chromium:\n{problems}"
+    stats = report["stats"]
+    assert stats["pages"] == len(pages)
+    assert stats["formulas"] > 0 and stats["searchHits"] > 0
+    assert stats["exercises"] >= len(load_manifest(ROOT))

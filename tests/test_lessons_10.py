@@ -1,0 +1,129 @@
+"""Lesson 10 runs, passes its checks and fails when the code is wrong; the benchmark
+command runs (quick mode) and the committed Benchmarks tables match their JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = ROOT / "lessons" / "10_fast_lsce.py"
+FIGURES = ["10_memory_vs_classes.png", "10_time_vs_classes.png"]
+
+
+def run(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LSCE_QUICK": "1", "LSCE_FIGURE_DIR": str(tmp_path),
+           "MPLBACKEND": "Agg", "COLUMNS": "160"}  # fmt: skip
+    env.pop("LSCE_ROOT", None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lesson_10_runs_and_passes(tmp_path: Path) -> None:
+    result = run([str(LESSON)], tmp_path)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "checks passed" in result.stdout
+    for figure in FIGURES:
+        path = tmp_path / figure
+        assert path.is_file() and path.stat().st_size > 1000, f"lesson 10 did not save {figure}"
+
+
+# Run the lesson after replacing one library function by a plausible wrong version.
+BROKEN_RUNNER = textwrap.dedent(
+    """
+    import runpy, sys
+    from lsce_scratch import fast
+    name, script = sys.argv[1:3]
+    original = getattr(fast, name)
+    {wrapper}
+    setattr(fast, name, broken)
+    runpy.run_path(script, run_name="__main__")
+    """
+)
+
+BROKEN = {
+    "backward ignores dloss": (
+        "lsce_backward",
+        "broken = lambda dloss, cache: original(dloss / dloss, cache)",
+    ),
+    "online lse misses the rescale": (
+        "online_logsumexp",
+        "broken = lambda x, chunk=4096: original(x, chunk) + 1e-9",
+    ),
+    "fused linear drops the last chunk's d_weight": (
+        "linear_lsce",
+        textwrap.dedent(
+            """
+            def broken(hidden, lin_weight, target, epsilon=0.1, **kw):
+                loss, dh, dw, db = original(hidden, lin_weight, target, epsilon, **kw)
+                return loss, dh, dw * 0.99, db
+            """
+        ),
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_lesson_10_fails_when_the_library_is_wrong(case: str, tmp_path: Path) -> None:
+    name, wrapper = BROKEN[case]
+    runner = tmp_path / "run_broken.py"
+    runner.write_text(BROKEN_RUNNER.replace("{wrapper}", wrapper), encoding="utf-8")
+    result = run([str(runner), name, str(LESSON)], tmp_path)
+    assert result.returncode == 1, (
+        f"lesson 10 with '{case}' exited {result.returncode}, expected 1\n{result.stdout}\n"
+        f"{result.stderr}"
+    )
+    assert "check(s) failed" in result.stdout
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_json_and_tables(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run(["benchmarks/bench.py", "--quick", "--out", str(out)], tmp_path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    data = json.loads(out.read_text())
+    names = {row["impl"] for row in data["results"]}
+    assert {"floor", "F.cross_entropy", "LSCEFunction", "NumPy fast", "NumPy naive"} <= names
+    for row in data["results"]:
+        assert row["time_s"] > 0 and row["vs_builtin"] > 0, row
+        if row["kind"] == "numpy":
+            assert row["peak_bytes"] > 0, row
+    fused = {row["impl"]: row for row in data["fused_linear"]["rows"]}
+    assert fused["NumPy fused"]["max_rel_error_vs_unfused"] < 1e-5
+    assert data["machine"]["cpu"] and data["machine"]["date"]
+    tables = out.with_suffix(".txt").read_text()
+    assert "| NumPy fast |" in tables and "× built-in" in tables
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_committed_benchmark_tables_match_their_json(device: str) -> None:
+    """The Benchmarks page shows docs/benchmarks/*.txt: they must be the JSON's rendering."""
+    json_path = ROOT / "docs" / "benchmarks" / f"{device}.json"
+    text_path = json_path.with_suffix(".txt")
+    assert text_path.is_file(), f"{text_path} is missing (the Benchmarks page includes it)"
+    if not json_path.is_file():
+        assert device == "cuda", "docs/benchmarks/cpu.json must be committed"
+        assert "No GPU results" in text_path.read_text()  # the placeholder, never a number
+        return
+    data = json.loads(json_path.read_text())
+    assert data["machine"]["device"] == device
+    assert text_path.read_text() == load_bench().markdown(data)
