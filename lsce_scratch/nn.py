@@ -72,8 +72,13 @@ def _validate(
     reduction: str,
     weight: Tensor | None,
     ignore_index: int,
+    defer_index_check: bool = False,
 ) -> str:
-    """The checks of the NumPy core, on tensors; returns the target kind ('index'/'soft')."""
+    """The checks of the NumPy core, on tensors; returns the target kind ('index'/'soft').
+
+    With ``defer_index_check`` the class indices are checked after the forward pass instead,
+    by :func:`_check_values`, so that a GPU training step waits for the device only once.
+    """
     check.check_epsilon(epsilon)
     check.check_reduction(reduction)
     check.check_ignore_index(ignore_index)
@@ -98,9 +103,8 @@ def _validate(
             f"move it with target.to(logits.device)"
         )
     if kind == "index":
-        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-        if bool(bad.any()):
-            check.check_index_values(target[bad].tolist(), num_classes, ignore_index)
+        if not defer_index_check:
+            _check_index_range(target, num_classes, ignore_index)
     else:
         finite = bool(torch.isfinite(target).all())
         minimum = float(target.min()) if target.numel() else 0.0
@@ -120,13 +124,28 @@ def _validate(
     return kind
 
 
-def _check_finite_rows(logits: Tensor, finite: Tensor | bool) -> None:
-    """Raise the NaN/inf error if a row statistic was not finite (one host sync per call).
+def _check_index_range(target: Tensor, num_classes: int, ignore_index: int) -> None:
+    """Raise if a class index other than ignore_index lies outside [0, K − 1]."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+    if bool(bad.any()):
+        check.check_index_values(target[bad].tolist(), num_classes, ignore_index)
+
+
+def _check_values(
+    logits: Tensor, target: Tensor, rows: _Rows, finite: Tensor | bool, ignore_index: int
+) -> None:
+    """Raise for NaN/inf logits or (on a GPU) a class index out of range: one host sync.
 
     NaN or +inf anywhere in a row makes its max non-finite, and −inf (or NaN) makes its
     smoothing sum Σ_k a_k (z_max − z_k) non-finite, so the O(N) row statistics find them.
+    A bad index was read as class 0 by the kernels (see _Rows.build), never out of bounds.
     """
-    if not bool(finite):
+    ok = finite
+    if rows.kind == "index" and target.is_cuda:
+        ok = ok & ((target >= 0) & (target < rows.num_classes) | ~rows.valid).all()
+    if not bool(ok):
+        if rows.kind == "index":
+            _check_index_range(target, rows.num_classes, ignore_index)
         bad = torch.nonzero(~torch.isfinite(logits))
         if len(bad):
             raise check.nonfinite_logits_error(len(bad), bad[0].tolist())
@@ -177,7 +196,8 @@ class _Rows:
             total = (1.0 - epsilon) * weighted + epsilon / num_classes * w_sum
             return _Rows(kind, epsilon, num_classes, dtype, valid, total, w, soft=t)
         valid = target != ignore_index
-        y = torch.where(valid, target, 0)
+        # an out-of-range index (caught later, see _check_values) reads class 0, not beyond
+        y = torch.where(valid & (target >= 0) & (target < num_classes), target, 0)
         w_y = torch.ones(len(y), dtype=dtype, device=y.device) if w is None else w[y]
         # S = (1 − ε) w_y + (ε/K) Σ_k w_k
         total = (1.0 - epsilon) * w_y + epsilon / num_classes * w_sum
@@ -525,7 +545,7 @@ class LSCEFunction(torch.autograd.Function):
         # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i), in one read of the logits
         # (see _statistics)
         row_loss, z_max, argmax, rest, finite = _forward_pass(logits, rows)
-        _check_finite_rows(logits, finite)
+        _check_values(logits, target, rows, finite, ignore_index)
         denominator = _denominator(rows, reduction)
         log1p_rest = torch.log1p(rest)
         ctx.save_for_backward(logits, target, weight, z_max, log1p_rest, rest, argmax, denominator)
@@ -591,7 +611,7 @@ class LSCEGradInForward(torch.autograd.Function):
         if inplace and ctx.grad is not None:
             # NumPy's and Triton's writes are invisible to autograd: bump the version
             torch.autograd.graph.increment_version(logits)
-        _check_finite_rows(logits, finite)
+        _check_values(logits, target, rows, finite, ignore_index)
         return _reduce(row_loss, reduction, denominator).to(logits.dtype)
 
     @staticmethod
@@ -635,7 +655,9 @@ def label_smoothing_cross_entropy(
     writes that gradient over ``logits``: use it only when nothing else needs the logits
     after the loss. Logits that are a leaf requiring grad are refused.
     """
-    kind = _validate(logits, target, epsilon, reduction, weight, ignore_index)
+    kind = _validate(
+        logits, target, epsilon, reduction, weight, ignore_index, defer_index_check=logits.is_cuda
+    )
     if inplace and logits.is_leaf and logits.requires_grad:
         raise ValueError(
             "inplace=True would overwrite logits that are a leaf tensor requiring grad (a "

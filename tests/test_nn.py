@@ -285,3 +285,20 @@ def test_module_carries_its_weight_to_the_device_and_prints_its_settings():
     assert "weight" in dict(module.named_buffers())
     with pytest.raises(ValueError, match="epsilon must be in"):
         LabelSmoothingCrossEntropy(epsilon=2.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("grad_in_forward", [False, True])
+def test_bad_values_are_caught_on_every_device(device, grad_in_forward):
+    """On a GPU the index check runs after the kernels (one sync per call); same errors."""
+    z = _logits((3, 4), 1, device, torch.float32).requires_grad_(True)
+    with pytest.raises(ValueError, match=r"class index 7 outside \[0, 3\]"):
+        label_smoothing_cross_entropy(
+            z, torch.tensor([0, 7, -100], device=device), grad_in_forward=grad_in_forward
+        )
+    with pytest.raises(ValueError, match=r"non-finite value\(s\).*index \(1, 2\)"):
+        bad = z.detach().clone()
+        bad[1, 2] = float("inf")
+        label_smoothing_cross_entropy(
+            bad, torch.tensor([0, 1, 2], device=device), grad_in_forward=grad_in_forward
+        )
