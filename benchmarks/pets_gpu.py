@@ -312,9 +312,17 @@ def main(argv: list[str] | None = None) -> int:
         epochs = 1 if args.small else 4
         phase("recipe", lambda: recipe(state["images_dir"], args.work, device, settings, epochs))
     phases = result["phases"]
-    if "baseline" in phases and "ours" in phases:
-        speedup = phases["ours"]["images_per_s"] / phases["baseline"]["images_per_s"]
-        result["speedup"] = {"value": speedup, "target": 3.0, "met": speedup >= 3.0}
+    ours_phases = [name for name in ("ours", "ours_compiled") if name in phases]
+    if "baseline" in phases and ours_phases:
+        # the faster of our eager and our compiled loop (--compile), named in the result
+        best = max(ours_phases, key=lambda name: phases[name]["images_per_s"])
+        speedup = phases[best]["images_per_s"] / phases["baseline"]["images_per_s"]
+        result["speedup"] = {
+            "value": speedup,
+            "target": 3.0,
+            "met": speedup >= 3.0,
+            "pipeline": best,
+        }
     if "recipe" in phases:
         wall = phases["recipe"]["wall_seconds"]
         result["recipe_seconds"] = {"value": wall, "target": 60.0, "met": wall <= 60.0}

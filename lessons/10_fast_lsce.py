@@ -405,9 +405,9 @@ table.claim("an invisible overwrite corrupts the gradient silently", silent_erro
 # ## 7. On a GPU
 #
 # On CUDA with triton installed, `LSCEFunction` runs Triton kernels
-# (`lsce_scratch/triton_lsce.py`): one reads each row once for its statistics, one reads
-# it again and writes the gradient; with the gradient in the forward a single launch does
-# both. The benchmark page has the measurements.
+# (`lsce_scratch/triton_lsce.py`), one program per row and block of classes: one kernel
+# reads each block once for its statistics, the other reads it again and writes the
+# gradient. The benchmark page has the measurements.
 
 # %%
 if torch.cuda.is_available() and lnn._triton() is not None:

@@ -47,8 +47,10 @@ USE_TRITON = True
 # own thread pool, where thousands of small torch ops would each fork and join torch's
 # threads, which crawls whenever another process holds a core.
 NUMPY_ON_CPU = True
-# linear_label_smoothing_cross_entropy's row chunk of logits, in bytes.
+# linear_label_smoothing_cross_entropy's row chunk of logits, in bytes: cache-sized on the
+# CPU, large on a GPU, where a chunk of a few hundred rows starves the matrix products.
 FUSED_CHUNK_BYTES = 64 << 20
+CUDA_FUSED_CHUNK_BYTES = 1 << 30
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -407,11 +409,11 @@ def _statistics_pass(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """z_max, argmax, rest and gap of every row: a Triton kernel or torch ops on chunks."""
     if _uses_triton(logits, rows):
-        if out is None:
-            return _triton().statistics(logits, rows.w)
-        # the gradient in the forward: one launch reads each row twice, the second time
-        # mostly from the L2 cache
-        return _triton().fused(logits, rows.w, rows.y, scale, rows.epsilon, out)
+        stats = _triton().statistics(logits, rows.w)
+        if out is not None:
+            # the gradient in the forward: a second read of the logits, then one write
+            _gradient(logits, rows, *stats[:3], scale, out)
+        return stats
     parts = []
     chunks = _row_chunks(logits)
     work = _work(logits, rows, chunks)
@@ -856,7 +858,8 @@ def linear_label_smoothing_cross_entropy(
     kind = _validate(stand_in, target, epsilon, reduction, weight, ignore_index)
     flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
     itemsize = torch.finfo(_compute_dtype(hidden.dtype)).bits // 8
-    rows = chunk_rows or max(1, FUSED_CHUNK_BYTES // (num_classes * itemsize))
+    chunk_bytes = CUDA_FUSED_CHUNK_BYTES if hidden.is_cuda else FUSED_CHUNK_BYTES
+    rows = chunk_rows or max(1, chunk_bytes // (num_classes * itemsize))
     return LinearLSCEFunction.apply(
         hidden.reshape(-1, hidden.shape[-1]),
         lin_weight,

@@ -14,17 +14,17 @@ PY=${PYTHON:-python3}
   $PY -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__,
   'cuda', torch.version.cuda, torch.cuda.get_device_name())"; } > "$OUT/gpu.txt" 2>&1
 
-timeout 200 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts=-ra \
+timeout 150 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts=-ra \
   tests/test_nn.py tests/test_fast_torch.py tests/test_fused_linear.py tests/test_pets_train.py \
   > "$OUT/cuda_tests.txt" 2>&1
 echo "cuda tests exit $?" >> "$OUT/cuda_tests.txt"
 tail -5 "$OUT/cuda_tests.txt"
 
-timeout 150 $PY benchmarks/bench.py --device cuda --out "$OUT/cuda.json" > "$OUT/cuda_bench.txt" 2>&1
+timeout 120 $PY benchmarks/bench.py --device cuda --out "$OUT/cuda.json" > "$OUT/cuda_bench.txt" 2>&1
 echo "cuda bench exit $?" >> "$OUT/cuda_bench.txt"
 tail -25 "$OUT/cuda_bench.txt"
 
-timeout 230 $PY benchmarks/pets_gpu.py --out "$OUT/pets_gpu_h200.json" --work /tmp/pets-bench \
+timeout 300 $PY benchmarks/pets_gpu.py --compile --out "$OUT/pets_gpu_h200.json" --work /tmp/pets-bench \
   > "$OUT/pets_gpu.txt" 2>&1
 echo "pets bench exit $?" >> "$OUT/pets_gpu.txt"
 tail -25 "$OUT/pets_gpu.txt"
