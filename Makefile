@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # Silence the MkDocs-2.0 banners that mkdocs plugins print.
 export NO_MKDOCS_2_WARNING := 1
 export DISABLE_MKDOCS_2_WARNING := true
+# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
+# make small torch CPU work (lessons, tests) many times slower.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup node run test lint docs serve bench clean
 

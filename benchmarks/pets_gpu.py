@@ -220,6 +220,62 @@ def recipe(images_dir: Path, work: Path, device, settings: dict, epochs: int) ->
     }
 
 
+def markdown(result: dict) -> str:
+    """The result as the Markdown that lesson 09's page and the Benchmarks page include."""
+    phases, settings = result["phases"], result["settings"]
+    lines = [
+        f"Measured {result['date']} on {result['device']}; torch {result['torch']}, CUDA "
+        f"{result['cuda']}, Python {result['python']}, {result['cpu_count']} CPU cores. "
+        f"A synthetic set of {settings['images']} JPEGs at the real sizes, "
+        f"{settings['size']} px, batch {settings['batch']}; images/s over "
+        f"{settings['steps']} steps after {settings['warmup']} warm-up steps.",
+        "",
+        "| phase | result |",
+        "|---|---|",
+    ]
+    rows = {
+        "generate": lambda p: f"{p['seconds']:.1f} s to write the synthetic set",
+        "decode": lambda p: (
+            f"{p['decode_and_cache_seconds']:.1f} s ({p['images_per_s']:,.0f} images/s) to "
+            f"decode and cache {p['decoded']:,} images ({p['cache_gib']:.2f} GiB of uint8); "
+            f"skipped: {', '.join(p['skipped']) or 'none'}"
+        ),
+        "baseline": lambda p: (
+            f"{p['images_per_s']:,.0f} images/s: fp32 NCHW eager, {p['augmentation']} in "
+            f"{p['loader_workers']} DataLoader workers"
+        ),
+        "ours": lambda p: f"{p['images_per_s']:,.0f} images/s: our pipeline, eager",
+        "ours_compiled": lambda p: (
+            f"{p['images_per_s']:,.0f} images/s: our pipeline, torch.compile "
+            f"({p['warmup_seconds']:.0f} s of warm-up and compilation)"
+        ),
+        "recipe": lambda p: (
+            f"{p['wall_seconds']:.1f} s for the whole 4-epoch recipe, decoding included "
+            f"(error rate {100 * p['error_rate']:.1f} % on the synthetic set)"
+        ),
+    }
+    for name, phase in phases.items():
+        lines.append(f"| {name} | {rows[name](phase) if name in rows else phase} |")
+    for name, error in result["errors"].items():
+        lines.append(f"| {name} | failed: {error.strip().splitlines()[-1]} |")
+    lines += ["", "| target | measured | limit | |", "|---|---:|---:|---|"]
+    if "speedup" in result:
+        speedup = result["speedup"]
+        verdict = "met" if speedup["met"] else "**not met**"
+        lines.append(
+            f"| training images/s, ours ({speedup.get('pipeline', 'ours')}) / plain loop | "
+            f"{speedup['value']:.2f}× | ≥ {speedup['target']:.0f}× | {verdict} |"
+        )
+    if "recipe_seconds" in result:
+        wall = result["recipe_seconds"]
+        verdict = "met" if wall["met"] else "**not met**"
+        lines.append(
+            f"| full recipe wall time | {wall['value']:.1f} s | ≤ {wall['target']:.0f} s | "
+            f"{verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -228,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks" / "pets_gpu.json")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pets-bench")
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16))
+    parser.add_argument("--render", type=Path, help="re-write the .txt table of a saved JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        args.render.with_suffix(".txt").write_text(markdown(json.loads(args.render.read_text())))
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         console.print("[red]--device cuda: no CUDA GPU visible; use --device cpu --small[/red]")
         return 2
@@ -327,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = phases["recipe"]["wall_seconds"]
         result["recipe_seconds"] = {"value": wall, "target": 60.0, "met": wall <= 60.0}
     args.out.write_text(json.dumps(result, indent=2))
+    args.out.with_suffix(".txt").write_text(markdown(result))
     console.print_json(json.dumps({k: v for k, v in result.items() if k != "errors"}))
-    console.print(f"wrote {args.out}")
+    console.print(f"wrote {args.out} and {args.out.with_suffix('.txt')}")
     return 1 if result["errors"] else 0
 
 

@@ -29,3 +29,14 @@ def test_small_cpu_run_measures_every_phase(tmp_path: Path) -> None:
         assert result["phases"][phase]["images_per_s"] > 0
     assert result["speedup"]["target"] == 3.0 and result["recipe_seconds"]["value"] > 0
     assert {"torch", "date", "cudnn_allow_tf32"} <= set(result)
+
+
+def test_committed_gpu_results_are_the_json_rendered() -> None:
+    """Lesson 09's page includes docs/benchmarks/pets_gpu_h200.txt: it must be the JSON's."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pets_gpu
+
+    saved = ROOT / "docs" / "benchmarks" / "pets_gpu_h200.json"
+    result = json.loads(saved.read_text())
+    assert result["device"] == "NVIDIA H200" and result["errors"] == {}
+    assert saved.with_suffix(".txt").read_text() == pets_gpu.markdown(result)
