@@ -29,7 +29,6 @@ import platform
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from lsce_scratch import fast, losses  # noqa: E402
 from lsce_scratch import nn as lnn  # noqa: E402
+from lsce_scratch.memory import numpy_peak_bytes  # noqa: E402
 
 EPSILON = 0.1
 CPU_SIZES = [(64, 37), (4096, 1000), (8192, 32000)]
@@ -199,12 +199,7 @@ def peak_extra_bytes(fn: Callable, impl: Impl, device: str) -> int | None:
         return torch.cuda.max_memory_allocated() - base
     if impl.kind != "numpy":
         return None  # tracemalloc does not see torch's CPU allocator
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return numpy_peak_bytes(fn)
 
 
 def bench_size(n: int, k: int, impls: list[Impl], device: str, repeats: int, dtype) -> list[dict]:
@@ -299,12 +294,10 @@ def bench_fused(shape: tuple[int, int, int], device: str, repeats: int, dtype) -
                 peaks[name] = peak_extra_bytes(run, Impl(name, kinds[name], None), device)
                 outputs[name] = run()
             else:
-                tracemalloc.start()
-                outputs[name] = run()
-                peaks[name] = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
+                traced = []
+                peaks[name] = numpy_peak_bytes(lambda run=run, out=traced: out.append(run()))
+                outputs[name] = traced[0]
         except Exception as error:
-            tracemalloc.stop()
             errors[name] = f"{type(error).__name__}: {error}"
             console.print(f"[red]{name} failed[/red]: {errors[name]}")
     live = [name for name in runs if name not in errors]

@@ -27,19 +27,14 @@ from lsce_scratch.softmax import log_softmax, softmax
 rng = np.random.default_rng(3)
 table = CheckTable("Lesson 03: cross-entropy")
 
-cross_entropy_forward = exercises.choose("3.1", console)
-cross_entropy_backward = exercises.choose("3.2", console)
-yours_forward = cross_entropy_forward is not reference_forward
-yours_backward = cross_entropy_backward is not reference_backward
 # A backward reads the cache of its own forward: yours with yours, the reference's with its own.
-if yours_backward and not yours_forward:
-    console.print(
-        "[yellow]your cross_entropy_backward reads the cache of your cross_entropy_forward "
-        "(exercise 3.1), which is not started yet: using the reference pair[/yellow]"
-    )
-    cross_entropy_backward, yours_backward = reference_backward, False
-forward_for_backward = cross_entropy_forward if yours_backward else reference_forward
-yours = yours_forward or yours_backward
+pair = exercises.choose_pair("3.1", "3.2", console)
+cross_entropy_forward, cross_entropy_backward, forward_for_backward = (
+    pair.forward,
+    pair.backward,
+    pair.backward_forward,
+)
+yours_forward, yours_backward, yours = pair.yours_forward, pair.yours_backward, pair.yours
 
 # %% [markdown]
 # ## 1. The forward pass: NLL of the true class

@@ -30,19 +30,14 @@ from lsce_scratch.softmax import softmax
 rng = np.random.default_rng(5)
 table = CheckTable("Lesson 05: the LSCE backward pass")
 
-lsce_forward = exercises.choose("5.1", console)
-lsce_backward = exercises.choose("5.2", console)
-yours_forward = lsce_forward is not reference_forward
-yours_backward = lsce_backward is not reference_backward
 # A backward reads the cache of its own forward: yours with yours, the reference's with its own.
-if yours_backward and not yours_forward:
-    console.print(
-        "[yellow]your lsce_backward reads the cache of your lsce_forward (exercise 5.1), "
-        "which is not started yet: using the reference pair[/yellow]"
-    )
-    lsce_backward, yours_backward = reference_backward, False
-forward_for_backward = lsce_forward if yours_backward else reference_forward
-yours = yours_forward or yours_backward
+pair = exercises.choose_pair("5.1", "5.2", console)
+lsce_forward, lsce_backward, forward_for_backward = (
+    pair.forward,
+    pair.backward,
+    pair.backward_forward,
+)
+yours_forward, yours_backward, yours = pair.yours_forward, pair.yours_backward, pair.yours
 
 
 # --8<-- [start:torch-reference]

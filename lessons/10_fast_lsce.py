@@ -17,7 +17,6 @@
 
 # %%
 import time
-import tracemalloc
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from lsce_scratch import exercises, fast, losses
 from lsce_scratch import nn as lnn
+from lsce_scratch.memory import numpy_peak_bytes
 from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import logsumexp
 
@@ -71,16 +71,6 @@ def naive_lsce(z: np.ndarray, y: np.ndarray, eps: float) -> tuple[float, np.ndar
 # --8<-- [end:naive]
 
 
-def peak_bytes(fn) -> int:
-    """Peak bytes NumPy allocated while fn ran (NumPy reports its buffers to tracemalloc)."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def simple_lsce(z, y):
     _, cache = losses.lsce_forward(z, y, EPS)
     return losses.lsce_backward(1.0, cache)
@@ -96,10 +86,12 @@ memory_classes = [1000, 4000] if QUICK else [1000, 4000, 16_000, 32_000]
 memory = {name: [] for name in ("naive", "simple (lesson 05)", "fast", "fast, loss only")}
 for k in memory_classes:
     z, y = confident_logits(n_mem, k), rng.integers(0, k, n_mem)
-    memory["naive"].append(peak_bytes(lambda z=z, y=y: naive_lsce(z, y, EPS)) / z.nbytes)
-    memory["simple (lesson 05)"].append(peak_bytes(lambda z=z, y=y: simple_lsce(z, y)) / z.nbytes)
-    memory["fast"].append(peak_bytes(lambda z=z, y=y: fast_lsce(z, y)) / z.nbytes)
-    only = peak_bytes(lambda z=z, y=y: fast.label_smoothing_cross_entropy(z, y, EPS))
+    memory["naive"].append(numpy_peak_bytes(lambda z=z, y=y: naive_lsce(z, y, EPS)) / z.nbytes)
+    memory["simple (lesson 05)"].append(
+        numpy_peak_bytes(lambda z=z, y=y: simple_lsce(z, y)) / z.nbytes
+    )
+    memory["fast"].append(numpy_peak_bytes(lambda z=z, y=y: fast_lsce(z, y)) / z.nbytes)
+    only = numpy_peak_bytes(lambda z=z, y=y: fast.label_smoothing_cross_entropy(z, y, EPS))
     memory["fast, loss only"].append(only / z.nbytes)
 for name, ratios in memory.items():
     console.print(f"{name:>20}: peak " + ", ".join(f"{r:.2f}×" for r in ratios) + " the logits")
@@ -304,7 +296,7 @@ z_big, y_big = confident_logits(n_big, k_big), rng.integers(0, k_big, n_big)
 chunked = fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192)
 plain = fast.label_smoothing_cross_entropy(z_big.astype(np.float64), y_big, EPS)
 table.compare(f"K = {k_big}: class-chunked loss (float32) vs float64", chunked, plain, rtol=1e-5)
-chunked_peak = peak_bytes(lambda: fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192))
+chunked_peak = numpy_peak_bytes(lambda: fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192))
 # --8<-- [end:online]
 table.claim(
     "the class-chunked loss holds O(N + rows·chunk), not the logits",
@@ -343,10 +335,12 @@ for name, ours, exact in [
     scale = float(np.max(np.abs(exact)))
     table.compare(f"fused linear + LSCE (float32): {name} vs unfused (float64)", ours, exact,
                   rtol=1e-5, atol=1e-5 * scale)  # fmt: skip
-tracemalloc.start()
-_, d_hidden, d_w, _ = fast.linear_lsce(hidden, w_out, y_f, EPS, chunk_rows=chunk_rows)
-working = tracemalloc.get_traced_memory()[1] - d_hidden.nbytes - d_w.nbytes
-tracemalloc.stop()
+fused_results = []
+fused_peak = numpy_peak_bytes(
+    lambda: fused_results.append(fast.linear_lsce(hidden, w_out, y_f, EPS, chunk_rows=chunk_rows))
+)
+_, d_hidden, d_w, _ = fused_results[0]
+working = fused_peak - d_hidden.nbytes - d_w.nbytes
 logits_bytes = n_f * k_f * 4
 table.claim(
     "fused: working memory ≤ 0.25× the logits it never builds",

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -188,3 +189,40 @@ def choose(exercise_id: str, console: Console | None = None) -> object:
         f"{exercise.reference} (try it: [bold]lsce hint {exercise.id}[/bold])"
     )
     return reference_object(exercise)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A forward/backward pair for a lesson (see :func:`choose_pair`)."""
+
+    forward: Callable  # for the loss checks
+    backward: Callable
+    backward_forward: Callable  # the forward whose cache ``backward`` reads
+    yours_forward: bool
+    yours_backward: bool
+
+    @property
+    def yours(self) -> bool:
+        return self.yours_forward or self.yours_backward
+
+
+def choose_pair(forward_id: str, backward_id: str, console: Console | None = None) -> Pair:
+    """For lessons: :func:`choose` a forward and a backward whose backward reads the cache
+    of its own forward. A learner's backward runs on the learner's forward's cache, the
+    reference's on the reference's; a learner's backward without a learner's forward yet
+    waits, and the lesson uses the reference pair."""
+    console = console or Console(highlight=False)
+    forward, backward = choose(forward_id, console), choose(backward_id, console)
+    reference_forward = reference_object(get_exercise(forward_id))
+    reference_backward = reference_object(get_exercise(backward_id))
+    yours_forward = forward is not reference_forward
+    yours_backward = backward is not reference_backward
+    if yours_backward and not yours_forward:
+        console.print(
+            f"[yellow]your backward (exercise {backward_id}) reads the cache of your forward "
+            f"(exercise {forward_id}), which is not started yet: using the reference "
+            f"pair[/yellow]"
+        )
+        backward, yours_backward = reference_backward, False
+    backward_forward = forward if yours_backward else reference_forward
+    return Pair(forward, backward, backward_forward, yours_forward, yours_backward)

@@ -53,6 +53,26 @@ def numerical_gradient(
 # --8<-- [end:numerical_gradient]
 
 
+def numerical_gradient_wrt(
+    loss: Callable[[], float], param: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
+    """∂loss/∂param by central differences, for a ``loss()`` that reads ``param`` itself.
+
+    A model's loss depends on its parameters through the model, not through an argument:
+    each trial value is written into ``param`` in place, and ``param`` is restored after.
+    """
+    saved = param.copy()
+
+    def loss_at(value: np.ndarray) -> float:
+        param[...] = value
+        try:
+            return loss()
+        finally:
+            param[...] = saved
+
+    return numerical_gradient(loss_at, saved, h=h)
+
+
 # --8<-- [start:rel_error]
 def rel_error(a: ArrayLike, b: ArrayLike) -> float:
     """CS231n's relative error: max over entries of |a − b| / max(1e-8, |a| + |b|)."""

@@ -1,10 +1,23 @@
-"""What a loss keeps in memory for its backward (lesson 06). Imports torch."""
+"""Measuring memory: what a loss keeps for its backward (lesson 06), and the peak of the
+NumPy buffers a call allocates (lesson 10, the benchmarks). Imports torch."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 
 import torch
+
+
+def numpy_peak_bytes(fn: Callable[[], object]) -> int:
+    """The peak bytes NumPy allocated while ``fn()`` ran (NumPy reports its buffers to
+    tracemalloc; torch's CPU allocator does not)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 # --8<-- [start:saved-bytes]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
@@ -197,3 +198,29 @@ def assert_close(
     np.testing.assert_allclose(
         ours, theirs, rtol=rtol, atol=rtol * max(scale, 1e-6), equal_nan=True, err_msg=what
     )
+
+
+# Every torch test runs on the CPU and, where there is one, on a CUDA GPU.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
+        ],
+    ),
+]
+
+
+def torch_logits(
+    shape: tuple[int, ...], seed: int, device: str = "cpu", dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Random torch logits N(0, 3²), one class 10 higher in about a third of the rows."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    rows = z.reshape(-1, shape[-1])
+    boost = (torch.rand(rows.shape[0], generator=g) < 0.35) * 10.0
+    winner = torch.randint(0, shape[-1], (rows.shape[0],), generator=g)
+    rows[torch.arange(rows.shape[0]), winner] += boost.to(torch.float64)
+    return z.to(device=device, dtype=dtype)

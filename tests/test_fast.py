@@ -10,13 +10,13 @@ memory, and the float32 true-class accuracy.
 from __future__ import annotations
 
 import itertools
-import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
 
 from lsce_scratch import fast, losses
+from lsce_scratch.memory import numpy_peak_bytes
 from lsce_scratch.softmax import logsumexp
 from tests.oracle import (
     assert_close,
@@ -234,16 +234,6 @@ def test_merge_is_order_free():
     np.testing.assert_array_equal(left.argmax, np.argmax(z, axis=-1))
 
 
-def _peak_bytes(fn) -> int:
-    """Peak bytes NumPy allocated while fn ran (tracemalloc sees NumPy's buffers)."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_memory_forward_backward_one_gradient_and_chunks():
     """Forward + backward holds the gradient and cache-sized chunks, never (N, K) temporaries."""
     rng = rng_for("memory")
@@ -254,8 +244,10 @@ def test_memory_forward_backward_one_gradient_and_chunks():
         _, cache = fast.lsce_forward(logits, target, 0.1)
         fast.lsce_backward(1.0, cache)
 
-    assert _peak_bytes(forward_backward) <= 1.25 * logits.nbytes
-    simple = _peak_bytes(lambda: losses.lsce_backward(1.0, losses.lsce_forward(logits, target)[1]))
+    assert numpy_peak_bytes(forward_backward) <= 1.25 * logits.nbytes
+    simple = numpy_peak_bytes(
+        lambda: losses.lsce_backward(1.0, losses.lsce_forward(logits, target)[1])
+    )
     assert simple >= 3 * logits.nbytes  # the measurement sees (N, K) temporaries
 
 
@@ -266,5 +258,5 @@ def test_memory_loss_only_and_class_chunked_paths_are_small():
     target = rng.integers(0, 20_000, size=256)
     budget = 2 * (fast.THREADS + 1) * fast.CHUNK_BYTES + 64 * 256
     assert budget < 0.5 * logits.nbytes
-    assert _peak_bytes(lambda: fast.label_smoothing_cross_entropy(logits, target)) <= budget
-    assert _peak_bytes(lambda: fast.lsce_loss_chunked(logits, target, chunk=2048)) <= budget
+    assert numpy_peak_bytes(lambda: fast.label_smoothing_cross_entropy(logits, target)) <= budget
+    assert numpy_peak_bytes(lambda: fast.lsce_loss_chunked(logits, target, chunk=2048)) <= budget

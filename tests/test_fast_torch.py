@@ -15,12 +15,7 @@ import torch.nn.functional as F
 
 from lsce_scratch import nn as lnn
 from lsce_scratch.nn import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
-
-CUDA = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
-]
-DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+from tests.oracle import DEVICES, torch_logits
 
 
 @pytest.fixture(params=["numpy", "torch"])
@@ -31,17 +26,6 @@ def cpu_kernel(request, monkeypatch):
         pytest.skip("the CPU kernel choice does not apply on CUDA")
     monkeypatch.setattr(lnn, "NUMPY_ON_CPU", request.param == "numpy")
     return request.param
-
-
-def logits_for(shape, seed: int, device="cpu", dtype=torch.float64) -> torch.Tensor:
-    """Random logits, a confident class in about a third of the rows."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(shape, generator=g, dtype=torch.float64) * 3
-    rows = z.reshape(-1, shape[-1])
-    boost = (torch.rand(rows.shape[0], generator=g) < 0.35) * 10.0
-    winner = torch.randint(0, shape[-1], (rows.shape[0],), generator=g)
-    rows[torch.arange(rows.shape[0]), winner] += boost.to(torch.float64)
-    return z.to(device=device, dtype=dtype)
 
 
 def target_for(kind: str, leading, k: int, seed: int, device="cpu") -> torch.Tensor:
@@ -85,7 +69,7 @@ def test_gradient_in_forward_matches_builtin(cpu_kernel, device, eps, k, reducti
     for leading, kind, use_weight in itertools.product(
         [(5,), (2, 3)], ["index", "ignored", "soft"], [False, True]
     ):
-        z = logits_for(leading + (k,), k, device)
+        z = torch_logits(leading + (k,), k, device)
         target = target_for(kind, leading, k, k + 1, device)
         w = weight if use_weight else None
         want, want_grad, upstream = loss_and_grad(builtin, z, target, None, eps=eps,
@@ -101,7 +85,7 @@ def test_gradient_in_forward_matches_builtin(cpu_kernel, device, eps, k, reducti
 
 def test_default_and_grad_in_forward_never_touch_the_logits(cpu_kernel):
     """Without inplace=True the logits keep their values and their version."""
-    z = logits_for((6, 11), 1).requires_grad_(True)
+    z = torch_logits((6, 11), 1).requires_grad_(True)
     logits = z * 2.0
     before, version = logits.detach().clone(), logits._version
     target = target_for("index", (6,), 11, 2)
@@ -112,7 +96,7 @@ def test_default_and_grad_in_forward_never_touch_the_logits(cpu_kernel):
 
 def test_inplace_overwrites_the_logits_with_the_gradient(cpu_kernel):
     """The documented trade: no extra memory, and the logits are gone afterwards."""
-    x = logits_for((6, 11), 3).requires_grad_(True)
+    x = torch_logits((6, 11), 3).requires_grad_(True)
     target = target_for("index", (6,), 11, 4)
     logits = x * 1.0
     loss = label_smoothing_cross_entropy(logits, target, 0.1, inplace=True)
@@ -126,7 +110,7 @@ def test_inplace_overwrites_the_logits_with_the_gradient(cpu_kernel):
 
 def test_inplace_is_caught_when_an_upstream_op_saved_the_logits(cpu_kernel):
     """Liger-Kernel #272: exp saves its output; overwriting it must not go unnoticed."""
-    x = logits_for((4, 7), 5).requires_grad_(True)
+    x = torch_logits((4, 7), 5).requires_grad_(True)
     target = target_for("index", (4,), 7, 6)
     logits = torch.exp(x / 4)  # exp's backward needs exp's output: the logits
     loss = label_smoothing_cross_entropy(logits, target, 0.1, inplace=True)
@@ -142,11 +126,11 @@ def test_inplace_is_caught_when_an_upstream_op_saved_the_logits(cpu_kernel):
 
 
 def test_inplace_refuses_a_leaf_and_spares_logits_that_need_no_gradient():
-    leaf = logits_for((3, 5), 7).requires_grad_(True)
+    leaf = torch_logits((3, 5), 7).requires_grad_(True)
     target = target_for("index", (3,), 5, 8)
     with pytest.raises(ValueError, match="inplace=True would overwrite logits that are a leaf"):
         label_smoothing_cross_entropy(leaf, target, inplace=True)
-    frozen = logits_for((3, 5), 7)
+    frozen = torch_logits((3, 5), 7)
     before = frozen.clone()
     with torch.no_grad():
         label_smoothing_cross_entropy(frozen * 1.0, target, inplace=True)
@@ -155,7 +139,7 @@ def test_inplace_refuses_a_leaf_and_spares_logits_that_need_no_gradient():
 
 
 def test_gradient_in_forward_runs_backward_once_and_refuses_double_backward():
-    z = logits_for((4, 6), 9).requires_grad_(True)
+    z = torch_logits((4, 6), 9).requires_grad_(True)
     target = target_for("index", (4,), 6, 10)
     loss = label_smoothing_cross_entropy(z * 1.0, target, grad_in_forward=True)
     loss.backward(retain_graph=True)
@@ -173,7 +157,7 @@ def test_gradient_in_forward_runs_backward_once_and_refuses_double_backward():
 def test_module_passes_the_options_on():
     module = LabelSmoothingCrossEntropy(0.1, grad_in_forward=True)
     assert "grad_in_forward=True" in repr(module)
-    z = logits_for((4, 6), 11)
+    z = torch_logits((4, 6), 11)
     target = target_for("index", (4,), 6, 12)
     got = loss_and_grad(module, z, target, torch.tensor(1.0))
     want = loss_and_grad(builtin, z, target, torch.tensor(1.0), eps=0.1, reduction="mean",
@@ -187,7 +171,7 @@ def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, gra
     """Chunks of 3 rows (N = 10) and of 7 classes (K = 37, ties across chunks)."""
     monkeypatch.setattr(lnn, "CHUNK_BYTES", 3 * 37 * 4)
     monkeypatch.setattr(lnn, "CLASS_CHUNK", 7)
-    z = logits_for((10, 37), 13)
+    z = torch_logits((10, 37), 13)
     z[0, [3, 17, 30]] = z[0].max() + 1.0  # the max three times, in three class chunks
     target = target_for(kind, (10,), 37, 14)
     weight = torch.rand(37, dtype=torch.float64) + 0.1
@@ -204,7 +188,7 @@ def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, gra
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_chunks_go_through_float32_scratch(monkeypatch, dtype):
     monkeypatch.setattr(lnn, "CHUNK_BYTES", 4 * 50 * 4)
-    z = logits_for((10, 50), 15, dtype=dtype)
+    z = torch_logits((10, 50), 15, dtype=dtype)
     target = target_for("ignored", (10,), 50, 16)
     for grad_in_forward in (False, True):
         got = loss_and_grad(label_smoothing_cross_entropy, z, target, torch.tensor(1.0),
@@ -238,7 +222,7 @@ def test_cuda_paths_match_builtin(cuda_path, k, dtype):
     for kind, w, reduction, gif in itertools.product(
         ["index", "ignored"], [None, weight], ["none", "mean", "sum"], [False, True]
     ):
-        z = logits_for((33, k), k, "cuda", dtype)
+        z = torch_logits((33, k), k, "cuda", dtype)
         z[1, k // 2] = z[1].max() + 20  # a confident row; its max in a later block
         target = target_for(kind, (33,), k, k + 2, "cuda")
         want = loss_and_grad(builtin, z.double(), target, None, eps=0.1, reduction=reduction,
@@ -259,7 +243,7 @@ def test_cuda_paths_match_builtin(cuda_path, k, dtype):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_cuda_inplace_bumps_the_version_even_through_triton(cuda_path):
     """A Triton write is invisible to autograd; we bump the version counter by hand."""
-    x = logits_for((8, 3000), 17, "cuda", torch.float32).requires_grad_(True)
+    x = torch_logits((8, 3000), 17, "cuda", torch.float32).requires_grad_(True)
     target = target_for("index", (8,), 3000, 18, "cuda")
     logits = torch.exp(x / 8)
     loss = label_smoothing_cross_entropy(logits, target, 0.1, inplace=True)

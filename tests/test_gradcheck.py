@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from lsce_scratch import check_gradient, numerical_gradient, rel_error
+from lsce_scratch.gradcheck import numerical_gradient_wrt
 
 
 def cubes(x: np.ndarray) -> float:
@@ -185,3 +186,18 @@ def test_check_gradient_catches_a_wrong_lsce_gradient() -> None:
 
     assert check_gradient(loss, x, grad, console=quiet).verdict == "pass"
     assert check_gradient(loss, x, 2 * grad, console=quiet).verdict == "fail"
+
+
+def test_numerical_gradient_wrt_nudges_the_parameter_in_place_and_restores_it() -> None:
+    rng = np.random.default_rng(3)
+    weights, x = rng.normal(size=(3, 2)), rng.normal(size=3)
+    before = weights.copy()
+
+    def loss() -> float:
+        # reads `weights` itself, as a model's loss reads its parameters
+        return float(np.sum((x @ weights) ** 2))
+
+    numeric = numerical_gradient_wrt(loss, weights)
+    analytic = 2 * np.outer(x, x @ weights)
+    assert rel_error(numeric, analytic) < 1e-8
+    np.testing.assert_array_equal(weights, before)

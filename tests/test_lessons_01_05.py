@@ -7,15 +7,18 @@ check that the lesson notices: a lesson whose table cannot fail would prove noth
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.lessons import (
+    assert_lesson_failed,
+    assert_lesson_passed,
+    run_lesson,
+    run_lesson_broken,
+    run_python,
+)
 
 LESSONS = {
     "01_softmax.py": ["01_naive_vs_stable.png"],
@@ -26,53 +29,12 @@ LESSONS = {
 }
 
 
-def run(args: list[str], figure_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "LSCE_QUICK": "1",
-        "LSCE_FIGURE_DIR": str(figure_dir),
-        "MPLBACKEND": "Agg",
-        "COLUMNS": "160",
-    }
-    env.pop("LSCE_ROOT", None)
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(LESSONS))
 def test_lesson_runs_and_passes(script: str, tmp_path: Path) -> None:
-    result = run([str(ROOT / "lessons" / script)], tmp_path)
-    assert result.returncode == 0, (
-        f"{script} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
-    assert "checks passed" in result.stdout
-    for figure in LESSONS[script]:
-        path = tmp_path / figure
-        assert path.is_file() and path.stat().st_size > 1000, f"{script} did not save {figure}"
+    result = run_lesson(script, tmp_path)
+    assert_lesson_passed(result, script, LESSONS[script], tmp_path)
 
-
-# Run a lesson after replacing one library function by a plausible wrong version.
-BROKEN_RUNNER = textwrap.dedent(
-    """
-    import runpy, sys
-    import lsce_scratch
-    module_name, name, script = sys.argv[1:4]
-    module = __import__(module_name, fromlist=[name])
-    original = getattr(module, name)
-    {wrapper}
-    setattr(module, name, broken)
-    if getattr(lsce_scratch, name, None) is original:
-        setattr(lsce_scratch, name, broken)
-    runpy.run_path(script, run_name="__main__")
-    """
-)
 
 BROKEN = {
     "lse off by 1e-6": (
@@ -122,15 +84,8 @@ BROKEN = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_lesson_fails_when_the_library_is_wrong(case: str, tmp_path: Path) -> None:
-    script, module_name, name, wrapper = BROKEN[case]
-    runner = tmp_path / "run_broken.py"
-    runner.write_text(BROKEN_RUNNER.replace("{wrapper}", wrapper), encoding="utf-8")
-    result = run([str(runner), module_name, name, str(ROOT / "lessons" / script)], tmp_path)
-    assert result.returncode == 1, (
-        f"{script} with '{case}' exited {result.returncode}, expected 1\n"
-        f"{result.stdout}\n{result.stderr}"
-    )
-    assert "check(s) failed" in result.stdout
+    result = run_lesson_broken(*BROKEN[case], tmp_path)
+    assert_lesson_failed(result, case)
 
 
 @pytest.mark.slow
@@ -145,6 +100,6 @@ def test_a_failing_required_check_exits_one(tmp_path: Path) -> None:
         raise SystemExit(table.finish())
         """
     )
-    result = run(["-c", code], tmp_path)
+    result = run_python(["-c", code], tmp_path)
     assert result.returncode == 1
     assert "1 check(s) failed" in result.stdout

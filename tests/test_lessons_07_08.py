@@ -8,15 +8,17 @@ folder); the "broken" runs patch one library function first and expect exit stat
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.lessons import (
+    assert_lesson_failed,
+    assert_lesson_passed,
+    run_lesson,
+    run_lesson_broken,
+)
 
 LESSONS = {
     "07_training.py": [
@@ -44,36 +46,11 @@ TABLE_ROWS = [
 ]
 
 
-def run(args: list[str], figure_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "LSCE_QUICK": "1",
-        "LSCE_FIGURE_DIR": str(figure_dir),
-        "MPLBACKEND": "Agg",
-        "COLUMNS": "160",
-    }
-    env.pop("LSCE_ROOT", None)
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(LESSONS))
 def test_lesson_runs_and_passes(script: str, tmp_path: Path) -> None:
-    result = run([str(ROOT / "lessons" / script)], tmp_path)
-    assert result.returncode == 0, (
-        f"{script} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
-    assert "checks passed" in result.stdout
-    for figure in LESSONS[script]:
-        path = tmp_path / figure
-        assert path.is_file() and path.stat().st_size > 1000, f"{script} did not save {figure}"
+    result = run_lesson(script, tmp_path)
+    assert_lesson_passed(result, script, LESSONS[script], tmp_path)
     if script.startswith("08"):
         record = json.loads((tmp_path / "08_table.json").read_text())
         assert list(record["methods"]) == TABLE_ROWS
@@ -85,18 +62,6 @@ def test_lesson_runs_and_passes(script: str, tmp_path: Path) -> None:
 
 
 # Run a lesson after replacing one library object by a plausible wrong version.
-BROKEN_RUNNER = textwrap.dedent(
-    """
-    import runpy, sys
-    module_name, name, script = sys.argv[1:4]
-    module = __import__(module_name, fromlist=[name])
-    original = getattr(module, name)
-    {wrapper}
-    setattr(module, name, broken)
-    runpy.run_path(script, run_name="__main__")
-    """
-)
-
 BROKEN = {
     "Linear.backward averages the bias gradient": (
         "07_training.py",
@@ -130,12 +95,5 @@ BROKEN = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_lesson_fails_when_the_library_is_wrong(case: str, tmp_path: Path) -> None:
-    script, module_name, name, wrapper = BROKEN[case]
-    runner = tmp_path / "run_broken.py"
-    runner.write_text(BROKEN_RUNNER.replace("{wrapper}", wrapper), encoding="utf-8")
-    result = run([str(runner), module_name, name, str(ROOT / "lessons" / script)], tmp_path)
-    assert result.returncode == 1, (
-        f"{script} with '{case}' exited {result.returncode}, expected 1\n"
-        f"{result.stdout}\n{result.stderr}"
-    )
-    assert "check(s) failed" in result.stdout
+    result = run_lesson_broken(*BROKEN[case], tmp_path)
+    assert_lesson_failed(result, case)

@@ -5,52 +5,31 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = ROOT / "lessons" / "10_fast_lsce.py"
+from tests.lessons import (
+    ROOT,
+    assert_lesson_failed,
+    assert_lesson_passed,
+    run_lesson,
+    run_lesson_broken,
+    run_python,
+)
+
+LESSON = "10_fast_lsce.py"
 FIGURES = ["10_memory_vs_classes.png", "10_time_vs_classes.png"]
-
-
-def run(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LSCE_QUICK": "1", "LSCE_FIGURE_DIR": str(tmp_path),
-           "MPLBACKEND": "Agg", "COLUMNS": "160"}  # fmt: skip
-    env.pop("LSCE_ROOT", None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
 
 
 @pytest.mark.slow
 def test_lesson_10_runs_and_passes(tmp_path: Path) -> None:
-    result = run([str(LESSON)], tmp_path)
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "checks passed" in result.stdout
-    for figure in FIGURES:
-        path = tmp_path / figure
-        assert path.is_file() and path.stat().st_size > 1000, f"lesson 10 did not save {figure}"
+    assert_lesson_passed(run_lesson(LESSON, tmp_path), LESSON, FIGURES, tmp_path)
 
 
 # Run the lesson after replacing one library function by a plausible wrong version.
-BROKEN_RUNNER = textwrap.dedent(
-    """
-    import runpy, sys
-    from lsce_scratch import fast
-    name, script = sys.argv[1:3]
-    original = getattr(fast, name)
-    {wrapper}
-    setattr(fast, name, broken)
-    runpy.run_path(script, run_name="__main__")
-    """
-)
-
 BROKEN = {
     "backward ignores dloss": (
         "lsce_backward",
@@ -77,14 +56,8 @@ BROKEN = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_lesson_10_fails_when_the_library_is_wrong(case: str, tmp_path: Path) -> None:
     name, wrapper = BROKEN[case]
-    runner = tmp_path / "run_broken.py"
-    runner.write_text(BROKEN_RUNNER.replace("{wrapper}", wrapper), encoding="utf-8")
-    result = run([str(runner), name, str(LESSON)], tmp_path)
-    assert result.returncode == 1, (
-        f"lesson 10 with '{case}' exited {result.returncode}, expected 1\n{result.stdout}\n"
-        f"{result.stderr}"
-    )
-    assert "check(s) failed" in result.stdout
+    result = run_lesson_broken(LESSON, "lsce_scratch.fast", name, wrapper, tmp_path)
+    assert_lesson_failed(result, case)
 
 
 def load_bench():
@@ -98,7 +71,7 @@ def load_bench():
 @pytest.mark.slow
 def test_bench_quick_writes_json_and_tables(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = run(["benchmarks/bench.py", "--quick", "--out", str(out)], tmp_path)
+    result = run_python(["benchmarks/bench.py", "--quick", "--out", str(out)], tmp_path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     data = json.loads(out.read_text())
     names = {row["impl"] for row in data["results"]}

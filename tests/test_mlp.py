@@ -3,13 +3,11 @@ Adam against torch.optim.Adam, the logit gap, the digits split and deterministic
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 import torch
 
-from lsce_scratch.gradcheck import numerical_gradient, rel_error
+from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
 from lsce_scratch.losses import lsce_backward, lsce_forward
 from lsce_scratch.mlp import (
     MLP,
@@ -25,20 +23,6 @@ from lsce_scratch.mlp import (
 )
 
 
-def numeric_wrt(param: np.ndarray, loss: Callable[[], float]) -> np.ndarray:
-    """∂loss/∂param by central differences, writing each trial value into ``param`` itself."""
-    saved = param.copy()
-
-    def f(value: np.ndarray) -> float:
-        param[...] = value
-        try:
-            return loss()
-        finally:
-            param[...] = saved
-
-    return numerical_gradient(f, saved)
-
-
 def test_linear_backward_matches_central_differences() -> None:
     rng = np.random.default_rng(0)
     layer = Linear(5, 3, rng)
@@ -52,9 +36,9 @@ def test_linear_backward_matches_central_differences() -> None:
 
     out, cache = layer.forward(x)
     dx = layer.backward(upstream, cache)
-    assert rel_error(dx, numeric_wrt(x, loss)) < 1e-7
-    assert rel_error(layer.dW, numeric_wrt(layer.W, loss)) < 1e-7
-    assert rel_error(layer.db, numeric_wrt(layer.b, loss)) < 1e-7
+    assert rel_error(dx, numerical_gradient_wrt(loss, x)) < 1e-7
+    assert rel_error(layer.dW, numerical_gradient_wrt(loss, layer.W)) < 1e-7
+    assert rel_error(layer.db, numerical_gradient_wrt(loss, layer.b)) < 1e-7
 
 
 def test_relu_backward_matches_central_differences_away_from_the_kink() -> None:
@@ -65,7 +49,7 @@ def test_relu_backward_matches_central_differences_away_from_the_kink() -> None:
     relu = ReLU()
     _, cache = relu.forward(x)
     dx = relu.backward(upstream, cache)
-    numeric = numeric_wrt(x, lambda: float(np.sum(relu.forward(x)[0] * upstream)))
+    numeric = numerical_gradient_wrt(lambda: float(np.sum(relu.forward(x)[0] * upstream)), x)
     assert rel_error(dx, numeric) < 1e-7
 
 
@@ -85,9 +69,9 @@ def test_mlp_backward_through_lsce_matches_central_differences(epsilon: float) -
     logits, caches = model.forward(x)
     _, loss_cache = lsce_forward(logits, y, epsilon)
     dx = model.backward(lsce_backward(1.0, loss_cache), caches)
-    assert rel_error(dx, numeric_wrt(x, loss)) < 1e-7
+    assert rel_error(dx, numerical_gradient_wrt(loss, x)) < 1e-7
     for param, grad in zip(model.params(), model.grads(), strict=True):
-        assert rel_error(grad, numeric_wrt(param, loss)) < 1e-7
+        assert rel_error(grad, numerical_gradient_wrt(loss, param)) < 1e-7
 
 
 def test_mlp_structure_and_features() -> None:

@@ -20,28 +20,7 @@ from lsce_scratch.nn import (
     LabelSmoothingCrossEntropy,
     label_smoothing_cross_entropy,
 )
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
-        ],
-    ),
-]
-
-
-def _logits(shape: tuple[int, ...], seed: int, device: str, dtype=torch.float64) -> torch.Tensor:
-    """Random logits with one confident class in about a third of the rows."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(shape, generator=g, dtype=torch.float64) * 3
-    rows = z.reshape(-1, shape[-1])
-    boost = (torch.rand(rows.shape[0], generator=g) < 0.35) * 10.0
-    winner = torch.randint(0, shape[-1], (rows.shape[0],), generator=g)
-    rows[torch.arange(rows.shape[0]), winner] += boost.to(torch.float64)
-    return z.to(device=device, dtype=dtype)
+from tests.oracle import DEVICES, torch_logits
 
 
 def _builtin(z, target, epsilon, reduction, weight, ignore_index=-100):
@@ -93,7 +72,7 @@ def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
             if kind == "all-ignored":
                 target.fill_(-100)
         w = weight if use_weight else None
-        z = _logits(leading + (num_classes,), seed, device)
+        z = torch_logits(leading + (num_classes,), seed, device)
         # the oracle runs on the CPU: on an H200 with torch 2.11, CUDA's F.cross_entropy gave
         # a different value from the CPU's documented NaN for the mean over one ignored (K,)
         # example with ε = 0
@@ -117,7 +96,7 @@ def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("variant", ["plain", "weight", "ignore_index", "soft"])
 def test_gradcheck(device, reduction, variant):
-    z = _logits((5, 4), 7, device).requires_grad_(True)
+    z = torch_logits((5, 4), 7, device).requires_grad_(True)
     target = torch.tensor([1, 0, 3, 2, 2], device=device)
     weight = None
     if variant == "weight":
@@ -139,7 +118,7 @@ def test_gradcheck(device, reduction, variant):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_composite_module_agrees(device, reduction):
-    z = _logits((4, 3, 9), 11, device)
+    z = torch_logits((4, 3, 9), 11, device)
     target = torch.randint(0, 9, (4, 3), generator=torch.Generator().manual_seed(1)).to(device)
     composite = CompositeLabelSmoothingCrossEntropy(0.2, reduction)
     ours = LabelSmoothingCrossEntropy(0.2, reduction)
@@ -151,7 +130,7 @@ def test_composite_module_agrees(device, reduction):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_agrees_with_the_numpy_core(device):
-    z = _logits((6, 7), 13, device)
+    z = torch_logits((6, 7), 13, device)
     target = torch.tensor([0, 6, -100, 3, 3, 1], device=device)
     weight = torch.linspace(0.5, 2.0, 7, dtype=torch.float64, device=device)
     loss, grad, upstream = _loss_and_grad(
@@ -169,7 +148,7 @@ def test_agrees_with_the_numpy_core(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
-def test_half_precision_with_confident_logits(device, dtype, tolerance, epsilon):
+def test_half_precision_with_confidenttorch_logits(device, dtype, tolerance, epsilon):
     """Computed in float32 inside, rounded to the input dtype once.
 
     The reference is float64 on the same (already rounded) logits, so the only error left
@@ -231,7 +210,7 @@ def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
 
 def test_saves_only_the_logits_and_a_few_numbers_per_row():
     n, k = 512, 1000
-    z = _logits((n, k), 3, "cpu", torch.float32).requires_grad_(True)
+    z = torch_logits((n, k), 3, "cpu", torch.float32).requires_grad_(True)
     target = torch.randint(0, k, (n,))
     budget = 64 * n  # O(N): a few numbers per row, never an (N, K) tensor
     ours = extra_saved_bytes(LabelSmoothingCrossEntropy(0.1), z, target)
@@ -242,7 +221,7 @@ def test_saves_only_the_logits_and_a_few_numbers_per_row():
 
 
 def test_double_backward_raises_a_clear_error():
-    z = _logits((3, 4), 2, "cpu").requires_grad_(True)
+    z = torch_logits((3, 4), 2, "cpu").requires_grad_(True)
     loss = label_smoothing_cross_entropy(z, torch.tensor([0, 1, 2]))
     with pytest.raises(RuntimeError, match="does not support double backward"):
         torch.autograd.grad(loss, z, create_graph=True)
@@ -297,7 +276,7 @@ def test_module_carries_its_weight_to_the_device_and_prints_its_settings():
 @pytest.mark.parametrize("grad_in_forward", [False, True])
 def test_bad_values_are_caught_on_every_device(device, grad_in_forward):
     """On a GPU the index check runs after the kernels (one sync per call); same errors."""
-    z = _logits((3, 4), 1, device, torch.float32).requires_grad_(True)
+    z = torch_logits((3, 4), 1, device, torch.float32).requires_grad_(True)
     with pytest.raises(ValueError, match=r"class index 7 outside \[0, 3\]"):
         label_smoothing_cross_entropy(
             z, torch.tensor([0, 7, -100], device=device), grad_in_forward=grad_in_forward
