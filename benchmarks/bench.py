@@ -1,17 +1,19 @@
 """The benchmark command (``make bench``): LSCE implementations, forward + backward, in one run.
 
-Every implementation gets the same logits in the same process; the repeats interleave the
+Every implementation gets the same inputs in the same process; the repeats interleave the
 implementations (in a rotating order), and a table reports the median time, its ratio to
 the built-in ``F.cross_entropy(label_smoothing=0.1)`` and to a floor measured in the same
 run (``torch.softmax`` over the logits on the CPU, a device-to-device copy on a GPU), and
-the peak extra memory (tracemalloc for NumPy, ``torch.cuda.max_memory_allocated`` on a
-GPU). Then the fused linear + LSCE against the unfused path, and the issue's targets with
-pass/fail. Results go to JSON (``--out``) and to a Markdown table next to it (same name,
-``.txt``) that the Benchmarks docs page includes.
+the peak extra memory: tracemalloc for NumPy, ``torch.cuda.max_memory_allocated`` on a
+GPU, and for torch on the CPU the growth of the peak resident memory over one call, in a
+fresh child process per implementation and size. Then the fused linear + LSCE against the
+unfused path and torch's ``F.linear_cross_entropy`` (reference and chunked), and the goals
+with what was measured. Results go to JSON (``--out``) and to a Markdown table next to it
+(same name, ``.txt``) that the Benchmarks docs page includes.
 
     python benchmarks/bench.py                      # CPU, writes build/bench.json
     python benchmarks/bench.py --device cuda --out docs/benchmarks/cuda.json
-    python benchmarks/bench.py --quick              # tiny sizes, a few seconds
+    python benchmarks/bench.py --quick              # tiny sizes, under a minute
     python benchmarks/bench.py --render docs/benchmarks/cpu.json   # re-render the table
 
 Absolute CPU times say little (quote ratios); a busy machine makes every ratio noisy, so
@@ -21,14 +23,17 @@ the JSON records the load average before and after.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import gc
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,18 +59,25 @@ FUSED_CPU = (2048, 512, 128000)  # N, H, K
 FUSED_CUDA = (8192, 4096, 128256)
 FUSED_QUICK = (128, 32, 5000)
 FLOOR, BUILTIN = "floor", "F.cross_entropy"
+UNFUSED, FUSED = "torch unfused", "torch fused"
+TORCH_LCE = "F.linear_cross_entropy"
+CHUNKED = "F.linear_cross_entropy chunked"
+CHUNKED_PLAIN = "F.linear_cross_entropy chunked, ε = 0"
+CHILD_TIMEOUT_S = 900  # one child: building the inputs and two calls
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 console = Console(highlight=False)
 
 
 @dataclass
 class Impl:
-    """One implementation: ``make(z)`` returns a function doing forward + backward."""
+    """One implementation: ``make(*inputs)`` returns a function doing forward + backward."""
 
     name: str
     kind: str  # "numpy", "torch" or "floor"
-    make: Callable[[object, object], Callable[[], object]]
+    make: Callable[..., Callable[[], object]]
     slow: bool = False  # timed in the first repeat only (the materialising baselines)
+    smoothed: bool = True  # False: the plain cross-entropy (ε = 0), another loss
 
 
 def naive_numpy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -158,15 +170,99 @@ def _torch_ops(z, y):
     return without_triton
 
 
-def make_inputs(n: int, k: int, dtype: torch.dtype, device: str, seed: int = 0):
+def numpy_unfused(hidden: np.ndarray, weight: np.ndarray, y: np.ndarray) -> Callable:
+    """The logits materialised, then the fast NumPy LSCE and the two matrix products back."""
+
+    def run():
+        loss, cache = fast.lsce_forward(hidden @ weight.T, y, EPSILON)
+        dz = fast.lsce_backward(1.0, cache)
+        return loss, dz @ weight, dz.T @ hidden
+
+    return run
+
+
+def torch_linear(loss_fn: Callable) -> Callable:
+    """Forward + backward of ``loss_fn(hidden, weight, target)`` on leaves; returns the loss
+    and both gradients (the accuracy check compares them)."""
+
+    def make(hidden, weight, y):
+        h_leaf = hidden.detach().clone().requires_grad_(True)
+        w_leaf = weight.detach().clone().requires_grad_(True)
+
+        def run():
+            loss = loss_fn(h_leaf, w_leaf, y)
+            loss.backward()
+            grads = (loss.detach(), h_leaf.grad, w_leaf.grad)
+            h_leaf.grad = w_leaf.grad = None
+            return grads
+
+        return run
+
+    return make
+
+
+def linear_cross_entropy(epsilon: float, chunked: bool) -> Callable:
+    """torch's own fused head (torch >= 2.13): the reference path, or the chunked one that
+    the default ``LinearCrossEntropyOptions()`` asks for."""
+
+    def loss(hidden, weight, y):
+        if not hasattr(F, "linear_cross_entropy"):
+            raise RuntimeError(f"needs torch >= 2.13, this is {torch.__version__}")
+        options = torch.nn.LinearCrossEntropyOptions() if chunked else None
+        return F.linear_cross_entropy(hidden, weight, y, label_smoothing=epsilon, options=options)
+
+    return torch_linear(loss)
+
+
+def fused_implementations(device: str) -> list[Impl]:
+    """Fused linear + LSCE, ours and torch's, and the unfused path, in table order."""
+    slow = device == "cpu"  # seconds per call on a CPU: the materialising paths are timed once
+    unfused = torch_linear(lambda h, w, y: F.cross_entropy(h @ w.T, y, label_smoothing=EPSILON))
+    ours = torch_linear(lambda h, w, y: lnn.linear_label_smoothing_cross_entropy(h, w, y, EPSILON))
+    impls = [] if device == "cuda" else [
+        Impl("NumPy unfused", "numpy", numpy_unfused, slow=True),
+        Impl("NumPy fused", "numpy",
+             lambda h, w, y: lambda: fast.linear_lsce(h, w, y, EPSILON)[:3]),
+    ]  # fmt: skip
+    return impls + [
+        Impl(UNFUSED, "torch", unfused, slow=slow),
+        Impl(TORCH_LCE, "torch", linear_cross_entropy(EPSILON, chunked=False), slow=slow),
+        Impl(CHUNKED, "torch", linear_cross_entropy(EPSILON, chunked=True)),
+        # torch's chunked path needs label_smoothing == 0: the closest it comes to ours
+        Impl(CHUNKED_PLAIN, "torch", linear_cross_entropy(0.0, chunked=True), smoothed=False),
+        Impl(FUSED, "torch", ours),
+    ]
+
+
+def make_inputs(shape: tuple[int, int], dtype: torch.dtype, device: str):
     """Logits N(0, 3²) with a confident class in a third of the rows, and class indices."""
-    g = torch.Generator().manual_seed(seed)
+    n, k = shape
+    g = torch.Generator().manual_seed(0)
     z = torch.randn(n, k, generator=g) * 3
     winners = torch.randint(0, k, (n,), generator=g)
     rows = torch.arange(n)
     z[rows, winners] += (torch.rand(n, generator=g) < 0.3) * 10.0
-    y = torch.where(torch.rand(n, generator=g) < 0.5, winners, torch.randint(0, k, (n,)))
+    others = torch.randint(0, k, (n,), generator=g)
+    y = torch.where(torch.rand(n, generator=g) < 0.5, winners, others)
     return z.to(device=device, dtype=dtype), y.to(device)
+
+
+def fused_inputs(shape: tuple[int, int, int], dtype: torch.dtype, device: str):
+    """Hidden states N(0, 1), a weight scaled to give logits of spread about 3, targets."""
+    n, h, k = shape
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(n, h, generator=g).to(device=device, dtype=dtype)
+    weight = (torch.randn(k, h, generator=g) * 3 / h**0.5).to(device=device, dtype=dtype)
+    y = torch.randint(0, k, (n,), generator=g).to(device)
+    return hidden, weight, y
+
+
+# a section's contenders and its inputs: what a child process rebuilds to measure one of them
+SECTIONS = {"sizes": (implementations, make_inputs), "fused": (fused_implementations, fused_inputs)}
+
+
+def _args(impl: Impl, inputs: tuple) -> tuple:
+    return tuple(t.numpy() for t in inputs) if impl.kind == "numpy" else inputs
 
 
 def sync(device: str) -> None:
@@ -187,8 +283,10 @@ def per_call(fn: Callable, device: str, min_time: float) -> float:
     return elapsed / calls
 
 
-def peak_extra_bytes(fn: Callable, impl: Impl, device: str) -> int | None:
-    """Peak bytes allocated during one call beyond what was allocated before it."""
+def in_process_peak(fn: Callable, kind: str, device: str) -> int | None:
+    """Call fn once; the peak bytes it allocated beyond those allocated before, where this
+    process can see them (GPU, NumPy). None for torch on the CPU: tracemalloc does not see
+    its allocator, and a child process measures it (:func:`peak_rss_bytes`)."""
     gc.collect()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -197,139 +295,196 @@ def peak_extra_bytes(fn: Callable, impl: Impl, device: str) -> int | None:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    if impl.kind != "numpy":
-        return None  # tracemalloc does not see torch's CPU allocator
-    return numpy_peak_bytes(fn)
+    if kind == "numpy":
+        return numpy_peak_bytes(fn)
+    fn()
+    return None
 
 
-def bench_size(n: int, k: int, impls: list[Impl], device: str, repeats: int, dtype) -> list[dict]:
-    z, y = make_inputs(n, k, dtype, device)
-    logits_bytes = z.numel() * z.element_size()
+def first_call(run: Callable, kind: str, device: str, keep_output: bool) -> dict:
+    """The untimed first call (page faults, kernel compilation): its output if kept, its
+    peak extra memory where measured in process, and the warnings it raised."""
+    outputs = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        peak = in_process_peak(lambda: outputs.append(run()), kind, device)
+    return {
+        "output": outputs[0] if keep_output else None,
+        "peak": peak,
+        "warnings": sorted({str(w.message) for w in caught}),
+    }
+
+
+def _status_bytes(key: str) -> int:
+    """A ``kB`` line of /proc/self/status, in bytes."""
+    line = next(s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(key))
+    return int(line.split()[1]) * 1024
+
+
+def rss_growth(fn: Callable[[], object]) -> int:
+    """Peak resident bytes of one call of fn() beyond the resident bytes before it (Linux).
+
+    A first call warms up (lazy initialisation, thread pools), as in the timed process.
+    glibc's malloc_trim then returns the pages of the blocks it freed, which the second call
+    would otherwise reuse unseen; writing 5 to /proc/self/clear_refs resets the high-water
+    mark VmHWM to the current resident size, so building the inputs does not count.
+    """
+    fn()
+    gc.collect()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
+    CLEAR_REFS.write_text("5")
+    before = _status_bytes("VmRSS")
+    fn()
+    return _status_bytes("VmHWM") - before
+
+
+def rss_child(spec: dict) -> int:
+    """In the child process: rebuild one implementation and its inputs, and measure it."""
+    make_impls, make_section_inputs = SECTIONS[spec["section"]]
+    impl = next(i for i in make_impls("cpu") if i.name == spec["impl"])
+    inputs = make_section_inputs(tuple(spec["shape"]), getattr(torch, spec["dtype"]), "cpu")
+    return rss_growth(impl.make(*_args(impl, inputs)))
+
+
+def peak_rss_bytes(
+    section: str, name: str, shape: tuple[int, ...], dtype: torch.dtype
+) -> int | None:
+    """Peak extra resident memory of one call of an implementation, in a fresh child process.
+
+    torch's CPU allocator is invisible to tracemalloc; the resident set is not. One child
+    per implementation and size keeps one's peak, and the memory its allocator keeps, out
+    of another's. None where that cannot be measured (no /proc) or the child failed.
+    """
+    if not CLEAR_REFS.exists():
+        return None
+    spec = {"section": section, "impl": name, "shape": list(shape), "dtype": _dtype(dtype)}
+    # a fixed mmap threshold gives every large buffer its own mapping, returned on free;
+    # glibc's sliding one would soon serve them from heap blocks that stay resident
+    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", json.dumps(spec)]
+    try:
+        child = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, check=True
+        )
+        return int(child.stdout.split()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as error:
+        detail = (getattr(error, "stderr", None) or "")[-500:]
+        console.print(f"{name} {shape}: peak memory not measured: {error} {detail}", markup=False)
+        return None
+
+
+def measure(
+    section: str,
+    shape: tuple[int, ...],
+    device: str,
+    dtype: torch.dtype,
+    repeats: int,
+    min_time: float,
+    slow_once: bool,
+) -> tuple[list[Impl], dict[str, dict]]:
+    """Every implementation of a section on the same inputs: its first call (or its error),
+    the interleaved timed repeats, then on the CPU each torch one's peak memory in a child.
+
+    Per implementation: ``output`` (fused section only), ``peak``, ``warnings``, ``times``
+    and ``error``. With slow_once, the slow ones are timed in the first repeat only.
+    """
+    make_impls, make_section_inputs = SECTIONS[section]
+    impls = make_impls(device)
+    inputs = make_section_inputs(shape, dtype, device)
+    runs, result = {}, {}
+    for impl in impls:
+        try:
+            runs[impl.name] = impl.make(*_args(impl, inputs))
+            result[impl.name] = first_call(runs[impl.name], impl.kind, device, section == "fused")
+        except Exception as error:  # one broken contender must not lose the whole run
+            runs.pop(impl.name, None)
+            result[impl.name] = {"error": f"{type(error).__name__}: {error}"}
+            console.print(f"[red]{impl.name} failed[/red]: {result[impl.name]['error']}")
+    live = [impl for impl in impls if impl.name in runs]
+    for impl in impls:
+        result[impl.name]["times"] = []
+    for r in range(repeats if live else 0):
+        for impl in live[r % len(live) :] + live[: r % len(live)]:
+            if not (impl.slow and slow_once and r > 0):
+                result[impl.name]["times"].append(per_call(runs[impl.name], device, min_time))
+    del runs, inputs  # the children need the memory
+    gc.collect()
+    for impl in live:
+        if device == "cpu" and impl.kind != "numpy":
+            result[impl.name]["peak"] = peak_rss_bytes(section, impl.name, shape, dtype)
+    return impls, result
+
+
+def _median(times: list[float]) -> float | None:
+    return statistics.median(times) if times else None
+
+
+def _divide(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def bench_size(shape: tuple[int, int], device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
+    """LSCE forward + backward on (N, K) logits: time, ratios, peak extra memory."""
+    n, k = shape
     small = n * k < 1 << 22
     # a GPU call takes milliseconds: time loops of them; big CPU calls take seconds
     min_time = 0.05 if device == "cuda" else 0.2 if small else 0.0
-    runs, times, peaks, errors = {}, {impl.name: [] for impl in impls}, {}, {}
-    for impl in impls:
-        inputs = (z.numpy(), y.numpy()) if impl.kind == "numpy" else (z, y)
-        try:
-            runs[impl.name] = impl.make(*inputs)
-            # the first call warms up (page faults, kernel compilation) and measures memory
-            peaks[impl.name] = peak_extra_bytes(runs[impl.name], impl, device)
-        except Exception as error:  # one broken contender must not lose the whole run
-            errors[impl.name] = f"{type(error).__name__}: {error}"
-            console.print(f"[red]{impl.name} failed[/red]: {errors[impl.name]}")
-    live = [impl for impl in impls if impl.name not in errors]
-    for r in range(repeats):
-        order = live[r % len(live) :] + live[: r % len(live)]
-        for impl in order:
-            if impl.slow and r > 0 and not small:
-                continue
-            times[impl.name].append(per_call(runs[impl.name], device, min_time))
-    median = {name: statistics.median(ts) if ts else None for name, ts in times.items()}
+    impls, result = measure("sizes", shape, device, dtype, repeats, min_time, not small)
+    median = {name: _median(r["times"]) for name, r in result.items()}
     rows = []
     for impl in impls:
-        t, peak = median[impl.name], peaks.get(impl.name)
+        r = result[impl.name]
+        t, peak = median[impl.name], r.get("peak")
         rows.append({
-            "size": [n, k], "dtype": str(dtype).removeprefix("torch."), "impl": impl.name,
-            "kind": impl.kind, "time_s": t, "times_s": times[impl.name],
+            "size": [n, k], "dtype": _dtype(dtype), "impl": impl.name, "kind": impl.kind,
+            "time_s": t, "times_s": r["times"],
             "vs_builtin": _divide(t, median[BUILTIN]), "vs_floor": _divide(t, median[FLOOR]),
-            "peak_bytes": peak, "peak_vs_logits": _divide(peak, logits_bytes),
-            "error": errors.get(impl.name),
+            "peak_bytes": peak, "peak_vs_logits": _divide(peak, n * k * dtype.itemsize),
+            "warnings": r.get("warnings", []), "error": r.get("error"),
         })  # fmt: skip
     return rows
 
 
-def _divide(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a / b
-
-
-def bench_fused(shape: tuple[int, int, int], device: str, repeats: int, dtype) -> dict:
-    """Fused linear + LSCE against the unfused path: time, memory, agreement."""
+def bench_fused(shape: tuple[int, int, int], device: str, repeats: int, dtype: torch.dtype) -> dict:
+    """Fused linear + LSCE against the unfused path and torch's: time, memory, agreement."""
     n, h, k = shape
-    g = torch.Generator().manual_seed(1)
-    hidden = torch.randn(n, h, generator=g).to(device=device, dtype=dtype)
-    weight = (torch.randn(k, h, generator=g) * 3 / h**0.5).to(device=device, dtype=dtype)
-    y = torch.randint(0, k, (n,), generator=g).to(device)
-    logits_bytes = n * k * hidden.element_size()
-
-    def numpy_unfused():
-        hn, wn = hidden.numpy(), weight.numpy()
-        loss, cache = fast.lsce_forward(hn @ wn.T, y.numpy(), EPSILON)
-        dz = fast.lsce_backward(1.0, cache)
-        return loss, dz @ wn, dz.T @ hn
-
-    def numpy_fused():
-        return fast.linear_lsce(hidden.numpy(), weight.numpy(), y.numpy(), EPSILON)[:3]
-
-    def torch_run(fused: bool) -> Callable:
-        h_leaf = hidden.detach().clone().requires_grad_(True)
-        w_leaf = weight.detach().clone().requires_grad_(True)
-
-        def run():
-            if fused:
-                loss = lnn.linear_label_smoothing_cross_entropy(h_leaf, w_leaf, y, EPSILON)
-            else:
-                loss = F.cross_entropy(h_leaf @ w_leaf.T, y, label_smoothing=EPSILON)
-            loss.backward()
-            grads = (loss.detach(), h_leaf.grad, w_leaf.grad)
-            h_leaf.grad = w_leaf.grad = None
-            return grads
-
-        return run
-
-    if device == "cuda":
-        runs = {"torch unfused": torch_run(False), "torch fused": torch_run(True)}
-        kinds = {name: "torch" for name in runs}
-    else:
-        runs = {"NumPy unfused": numpy_unfused, "NumPy fused": numpy_fused,
-                "torch unfused": torch_run(False), "torch fused": torch_run(True)}  # fmt: skip
-        kinds = {name: name.split()[0].lower() for name in runs}
-    result = {"shape": [n, h, k], "dtype": str(dtype).removeprefix("torch."), "rows": []}
-    outputs, peaks, errors = {}, {}, {}
-    for name, run in runs.items():
-        gc.collect()
-        try:
-            # one traced call: memory, and the outputs the accuracy check compares
-            if device == "cuda" or kinds[name] == "torch":
-                peaks[name] = peak_extra_bytes(run, Impl(name, kinds[name], None), device)
-                outputs[name] = run()
-            else:
-                traced = []
-                peaks[name] = numpy_peak_bytes(lambda run=run, out=traced: out.append(run()))
-                outputs[name] = traced[0]
-        except Exception as error:
-            errors[name] = f"{type(error).__name__}: {error}"
-            console.print(f"[red]{name} failed[/red]: {errors[name]}")
-    live = [name for name in runs if name not in errors]
-    times = {name: [] for name in runs}
-    for r in range(repeats):
-        for name in live[r % 2 :] + live[: r % 2]:
-            times[name].append(per_call(runs[name], device, 0.0))
-    for name in runs:
-        row = {"impl": name, "time_s": None, "times_s": times[name], "peak_bytes": None,
-               "peak_vs_logits": None, "working_vs_logits": None,
-               "max_rel_error_vs_unfused": None, "error": errors.get(name)}  # fmt: skip
-        result["rows"].append(row)
-        if name in errors:
-            continue
-        loss, d_hidden, d_weight = (np.asarray(_float64(t)) for t in outputs[name])
-        reference = outputs.get(name.split()[0] + " unfused")
-        if reference is not None:
-            row["max_rel_error_vs_unfused"] = max(
-                float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-                for a, b in zip((loss, d_hidden, d_weight), map(_float64, reference), strict=True)
-            )
-        peak = peaks[name]
-        outputs_bytes = (
-            d_hidden.size * hidden.element_size() + d_weight.size * weight.element_size()
-        )
-        row |= {
-            "time_s": statistics.median(times[name]), "peak_bytes": peak,
+    impls, result = measure("fused", shape, device, dtype, repeats, 0.0, slow_once=True)
+    logits_bytes = n * k * dtype.itemsize
+    grads_bytes = (n * h + k * h) * dtype.itemsize
+    rows = []
+    for impl in impls:
+        r = result[impl.name]
+        # each fused row is compared with the unfused path of its own framework
+        reference = result.get(UNFUSED if impl.kind == "torch" else "NumPy unfused", {})
+        peak = r.get("peak")
+        rows.append({
+            "impl": impl.name, "kind": impl.kind, "time_s": _median(r["times"]),
+            "times_s": r["times"], "peak_bytes": peak,
             "peak_vs_logits": _divide(peak, logits_bytes),
-            "working_vs_logits": _divide(None if peak is None else peak - outputs_bytes,
+            "working_vs_logits": _divide(None if peak is None else peak - grads_bytes,
                                          logits_bytes),
-        }  # fmt: skip
-    return result
+            "max_rel_error_vs_unfused": _rel_error(r.get("output"), reference.get("output"))
+            if impl.smoothed else None,
+            "warnings": r.get("warnings", []), "error": r.get("error"),
+        })  # fmt: skip
+    return {"shape": [n, h, k], "dtype": _dtype(dtype), "rows": rows}
+
+
+def _rel_error(output: tuple | None, reference: tuple | None) -> float | None:
+    """The largest difference of the loss and both gradients, relative to the largest entry
+    of the reference's."""
+    if output is None or reference is None:
+        return None
+    return max(
+        float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+        for a, b in zip(map(_float64, output), map(_float64, reference), strict=True)
+    )
 
 
 def _float64(t) -> np.ndarray:
@@ -340,51 +495,68 @@ def find(rows: list[dict], size: list[int], impl: str) -> dict | None:
     return next((r for r in rows if r["size"] == size and r["impl"] == impl), None)
 
 
+def _get(row: dict | None, key: str) -> float | None:
+    return None if row is None else row.get(key)
+
+
+def _ratio_of(row: dict | None, other: dict | None, key: str) -> float | None:
+    return _divide(_get(row, key), _get(other, key))
+
+
 def targets(data: dict) -> list[dict]:
-    """The issue's targets, from the measured rows (only those whose size was run)."""
+    """The goals and what the run measured for each (None: not measured, on this machine or
+    at this size). Computed from the rows, so an older JSON shows the newer goals too."""
     rows, out = data["results"], []
+    machine = data["machine"]
+    cuda = machine["device"] == "cuda"
 
-    def add(name: str, row: dict | None, key: str, limit: float, above: bool = False):
-        if row is None or row.get(key) is None:
-            return
-        value = row[key]
-        ok = value >= limit if above else value <= limit
+    def add(name: str, value: float | None, limit: float, above: bool = False) -> None:
+        met = None if value is None else bool(value >= limit if above else value <= limit)
         out.append({"target": name, "value": value, "limit": limit,
-                    "rule": ">=" if above else "<=", "pass": bool(ok)})  # fmt: skip
+                    "rule": ">=" if above else "<=", "pass": met})  # fmt: skip
 
-    if data["machine"]["device"] == "cpu":
-        big = [8192, 32000]
-        fast_row = find(rows, big, "NumPy fast")
-        add("NumPy fast time / built-in (8192×32000)", fast_row, "vs_builtin", 0.4)
-        add("NumPy fast time / softmax floor (8192×32000)", fast_row, "vs_floor", 1.5)
-        add("LSCEFunction time / built-in (8192×32000)", find(rows, big, "LSCEFunction"),
-            "vs_builtin", 0.5)  # fmt: skip
-        add("NumPy fast peak extra memory / logits (8192×32000)", fast_row, "peak_vs_logits",
-            1.25)  # fmt: skip
-        fused = data.get("fused_linear")
-        if fused and fused["shape"] == list(FUSED_CPU):
-            row = next(r for r in fused["rows"] if r["impl"] == "NumPy fused")
-            add("fused linear: working memory / logits (2048×512×128000)", row,
-                "working_vs_logits", 0.25)  # fmt: skip
-            add("fused linear: max rel. error vs unfused", row, "max_rel_error_vs_unfused", 1e-5)
-    else:
+    if cuda:
         big = [8192, 128000]
         ours, builtin = find(rows, big, "LSCEFunction"), find(rows, big, BUILTIN)
-        add("LSCEFunction time / built-in (8192×128000 bf16)", ours, "vs_builtin", 0.5)
-        if ours and builtin and ours["peak_bytes"] and builtin["peak_bytes"]:
-            memory = {"memory_vs_builtin": ours["peak_bytes"] / builtin["peak_bytes"]}
-            add("LSCEFunction peak memory / built-in's (8192×128000 bf16)", memory,
-                "memory_vs_builtin", 0.5)  # fmt: skip
-        if lnn._triton() is not None and ours:
+        add("LSCEFunction time / built-in (8192×128000 bf16)", _get(ours, "vs_builtin"), 0.5)
+        add("LSCEFunction peak memory / built-in's (8192×128000 bf16)",
+            _ratio_of(ours, builtin, "peak_bytes"), 0.5)  # fmt: skip
+        if machine.get("triton"):
             # The copy reads the logits once and writes them once. Forward and backward
             # together read the logits twice (statistics, gradient) and write the gradient
             # once: 3/2 of the copy's bytes. Bytes per second over the copy's is the
             # fraction of the copy bandwidth that the kernels reach.
             for name in ("LSCEFunction", "LSCEFunction grad_in_forward"):
-                row = find(rows, big, name)
-                if row and row["vs_floor"]:
-                    add(f"{name} (Triton): fraction of copy bandwidth",
-                        {"f": 1.5 / row["vs_floor"]}, "f", 0.7, above=True)  # fmt: skip
+                vs_floor = _get(find(rows, big, name), "vs_floor")
+                add(f"{name} (Triton): fraction of copy bandwidth",
+                    _divide(1.5, vs_floor), 0.7, above=True)  # fmt: skip
+    else:
+        big = [8192, 32000]
+        fast_row = find(rows, big, "NumPy fast")
+        add("NumPy fast time / built-in (8192×32000)", _get(fast_row, "vs_builtin"), 0.4)
+        add("NumPy fast time / softmax floor (8192×32000)", _get(fast_row, "vs_floor"), 1.5)
+        add("LSCEFunction time / built-in (8192×32000)",
+            _get(find(rows, big, "LSCEFunction"), "vs_builtin"), 0.5)  # fmt: skip
+        add("NumPy fast peak extra memory / logits (8192×32000)",
+            _get(fast_row, "peak_vs_logits"), 1.25)  # fmt: skip
+    fused = data.get("fused_linear") or {}
+    shape = list(FUSED_CUDA if cuda else FUSED_CPU)
+    fused_rows = (
+        {r["impl"]: r for r in fused.get("rows", [])} if fused.get("shape") == shape else {}
+    )
+    size = "×".join(map(str, shape))
+    if not cuda:
+        numpy_fused = fused_rows.get("NumPy fused")
+        add(f"fused linear: working memory / logits ({size})",
+            _get(numpy_fused, "working_vs_logits"), 0.25)  # fmt: skip
+        add("fused linear: max rel. error vs unfused",
+            _get(numpy_fused, "max_rel_error_vs_unfused"), 1e-5)  # fmt: skip
+    ours = fused_rows.get(FUSED)
+    for baseline in (CHUNKED, CHUNKED_PLAIN):
+        other = fused_rows.get(baseline)
+        add(f"torch fused linear peak memory / {baseline} ({size})",
+            _ratio_of(ours, other, "peak_bytes"), 0.25)  # fmt: skip
+        add(f"torch fused linear time / {baseline} ({size})", _ratio_of(ours, other, "time_s"), 1.1)
     return out
 
 
@@ -428,17 +600,13 @@ def run(device: str, quick: bool, repeats: int) -> dict:
         },  # fmt: skip
         "results": [],
     }
-    impls = implementations(device)
     started = time.perf_counter()
-    for n, k in sizes:
-        console.print(f"[bold]{n} × {k}[/bold] {data['settings']['pass']} ...")
-        data["results"] += bench_size(n, k, impls, device, repeats, dtype)
+    for size in sizes:
+        console.print(f"[bold]{size[0]} × {size[1]}[/bold] {data['settings']['pass']} ...")
+        data["results"] += bench_size(size, device, repeats, dtype)
         gc.collect()
     console.print(f"[bold]fused linear + LSCE {fused_shape}[/bold] ...")
-    # the fused pair takes seconds per call on a CPU: one timed call after the traced one
-    data["fused_linear"] = bench_fused(
-        fused_shape, device, 1 if device == "cpu" else repeats, dtype
-    )
+    data["fused_linear"] = bench_fused(fused_shape, device, repeats, dtype)
     data["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     data["seconds"] = time.perf_counter() - started
     data["targets"] = targets(data)
@@ -453,78 +621,6 @@ def _mb(nbytes: int | None) -> str:
 
 def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}×"
-
-
-def markdown(data: dict) -> str:
-    """The results as Markdown tables (what the Benchmarks page includes)."""
-    m = data["machine"]
-    where = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores"
-    lines = [
-        f"Measured {m['date']} on {where}; Python {m['python']}, NumPy {m['numpy']}, "
-        f"torch {m['torch']}"
-        + (f", CUDA {m['cuda']}, triton {m['triton']}" if m["device"] == "cuda" else "")
-        + f". Load average {_load(m.get('loadavg_start'))} before, "
-        f"{_load(m.get('loadavg_end'))} after; {data['settings']['repeats']} repeats, "
-        f"median; ε = {data['settings']['epsilon']}, reduction 'mean', forward + backward.",
-        "",
-    ]
-    sizes = sorted({tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1])
-    floor = "a device-to-device copy" if m["device"] == "cuda" else "torch.softmax"
-    for size in sizes:
-        rows = [r for r in data["results"] if tuple(r["size"]) == size]
-        lines += [
-            f"**N = {size[0]}, K = {size[1]}, {rows[0]['dtype']}** (floor: {floor})",
-            "",
-            "| implementation | time | × built-in | × floor | peak extra memory | × logits |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r['impl']} | {_time(r['time_s'])} | {_ratio(r['vs_builtin'])} | "
-                f"{_ratio(r['vs_floor'])} | {_mb(r['peak_bytes'])} | "
-                f"{_ratio(r['peak_vs_logits'])} |"
-            )
-        lines.append("")
-    fused = data.get("fused_linear")
-    if fused:
-        n, h, k = fused["shape"]
-        lines += [
-            f"**Fused linear + LSCE, N = {n}, H = {h}, K = {k}, {fused['dtype']}** "
-            f"(the logits would take {_mb(n * k * (2 if fused['dtype'] == 'bfloat16' else 4))})",
-            "",
-            "| implementation | time | peak extra memory | × logits | beyond the gradients "
-            "| max rel. error vs unfused |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in fused["rows"]:
-            lines.append(
-                f"| {r['impl']} | {_time(r['time_s'])} | {_mb(r['peak_bytes'])} | "
-                f"{_ratio(r['peak_vs_logits'])} | {_ratio(r['working_vs_logits'])} | "
-                f"{_error(r['max_rel_error_vs_unfused'])} |"
-            )
-        lines += [
-            "",
-            "Each fused row is compared with the unfused path of its own framework, in the "
-            "same dtype: the largest difference of the loss, ∂L/∂hidden and ∂L/∂W, relative "
-            "to the largest entry. The torch unfused path is F.cross_entropy, whose own "
-            "rounding in that dtype dominates the difference; the test suite checks both "
-            "fused paths against float64.",
-            "",
-        ]
-    failures = [r for r in data["results"] + (fused or {}).get("rows", []) if r.get("error")]
-    if failures:
-        lines += ["**Failed**", ""]
-        lines += [f"- {r['impl']} {r.get('size', '')}: `{r['error']}`" for r in failures]
-        lines.append("")
-    if data["targets"]:
-        lines += ["**Targets**", "", "| target | measured | limit | |", "|---|---:|---:|---|"]
-        for t in data["targets"]:
-            mark = "pass" if t["pass"] else "**FAIL**"
-            lines.append(
-                f"| {t['target']} | {t['value']:.3g} | {t['rule']} {t['limit']:g} | {mark} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
 
 
 def _time(seconds: float | None) -> str:
@@ -543,46 +639,119 @@ def _load(avg: list[float] | None) -> str:
     return "?" if not avg else f"{avg[0]:.1f}"
 
 
-def show(data: dict) -> None:
-    """Print the results as rich tables."""
+def _notes(rows: list[dict]) -> list[str]:
+    """A Markdown line per failure and per warning of a table's rows."""
+    lines = [f"- {r['impl']} failed: `{r['error']}`" for r in rows if r.get("error")]
+    return lines + [f"- {r['impl']} warned: {w}" for r in rows for w in r.get("warnings", [])]
+
+
+def tables(data: dict) -> list[dict]:
+    """Every table of a run as title, columns, cells and notes (Markdown paragraphs): what
+    both the console and the docs page show."""
+    device = data["machine"]["device"]
+    floor = "a device-to-device copy" if device == "cuda" else "torch.softmax"
+    out = []
     for size in sorted({tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1]):
         rows = [r for r in data["results"] if tuple(r["size"]) == size]
-        table = Table(
-            title=f"N = {size[0]}, K = {size[1]}, {rows[0]['dtype']}", title_justify="left"
-        )
-        for column in ("implementation", "time", "× built-in", "× floor", "peak extra", "× logits"):
-            table.add_column(column, justify="left" if column == "implementation" else "right")
-        for r in rows:
-            cells = (r["vs_builtin"], r["vs_floor"])
-            table.add_row(r["impl"], _time(r["time_s"]), *map(_ratio, cells),
-                          _mb(r["peak_bytes"]), _ratio(r["peak_vs_logits"]))  # fmt: skip
-        console.print(table)
-    fused = data.get("fused_linear")
-    if fused:
-        table = Table(title=f"fused linear + LSCE {tuple(fused['shape'])}", title_justify="left")
-        for column in (
-            "implementation",
-            "time",
-            "peak extra",
-            "× logits",
-            "beyond grads",
-            "rel. error",
-        ):
-            table.add_column(column, justify="left" if column == "implementation" else "right")
-        for r in fused["rows"]:
-            table.add_row(r["impl"], _time(r["time_s"]), _mb(r["peak_bytes"]),
-                          _ratio(r["peak_vs_logits"]), _ratio(r["working_vs_logits"]),
-                          _error(r["max_rel_error_vs_unfused"]))  # fmt: skip
-        console.print(table)
-    table = Table(title="targets", title_justify="left")
-    for column in ("target", "measured", "limit", ""):
-        table.add_column(column)
-    for t in data["targets"]:
-        mark = "[green]pass[/green]" if t["pass"] else "[red]FAIL[/red]"
-        table.add_row(t["target"], f"{t['value']:.3g}", f"{t['rule']} {t['limit']:g}", mark)
-    if not data["targets"]:
-        table.add_row("(the target sizes were not run)", "", "", "")
-    console.print(table)
+        out.append({
+            "title": f"N = {size[0]}, K = {size[1]}, {rows[0]['dtype']} (floor: {floor})",
+            "columns": ["implementation", "time", "× built-in", "× floor", "peak extra memory",
+                        "× logits"],
+            "cells": [[r["impl"], _time(r["time_s"]), _ratio(r["vs_builtin"]),
+                       _ratio(r["vs_floor"]), _mb(r["peak_bytes"]), _ratio(r["peak_vs_logits"])]
+                      for r in rows],
+            "notes": _notes(rows),
+        })  # fmt: skip
+    if data.get("fused_linear"):
+        out.append(fused_table(data["fused_linear"], device))
+    out.append({
+        "title": "Goals",
+        "columns": ["goal", "limit", "measured", "met"],
+        "cells": [[t["target"], f"{'≤' if t['rule'] == '<=' else '≥'} {t['limit']:g}",
+                   "not measured" if t["value"] is None else f"{t['value']:.3g}",
+                   "—" if t["pass"] is None else "yes" if t["pass"] else "no"]
+                  for t in targets(data)],
+        "notes": [],
+    })  # fmt: skip
+    return out
+
+
+def fused_table(fused: dict, device: str) -> dict:
+    """The fused linear table: every implementation this device runs, in order; one an
+    older run lacks shows as not measured."""
+    n, h, k = fused["shape"]
+    rows = {r["impl"]: r for r in fused["rows"]}
+    cells = []
+    for impl in fused_implementations(device):
+        r = rows.get(impl.name)
+        if r is None:
+            cells.append([impl.name, "not measured"] + ["—"] * 6)
+            continue
+        unfused = rows.get(UNFUSED if impl.kind == "torch" else "NumPy unfused")
+        cells.append([
+            impl.name, _time(r["time_s"]), _ratio(_ratio_of(r, unfused, "time_s")),
+            _mb(r["peak_bytes"]), _ratio(_ratio_of(r, unfused, "peak_bytes")),
+            _ratio(r["peak_vs_logits"]), _ratio(r["working_vs_logits"]),
+            _error(r["max_rel_error_vs_unfused"]),
+        ])  # fmt: skip
+    logits = _mb(n * k * getattr(torch, fused["dtype"]).itemsize)
+    return {
+        "title": f"Fused linear + LSCE, N = {n}, H = {h}, K = {k}, {fused['dtype']} "
+        f"(the logits would take {logits})",
+        "columns": ["implementation", "time", "time × unfused", "peak extra memory",
+                    "memory × unfused", "× logits", "beyond the gradients",
+                    "max rel. error vs unfused"],
+        "cells": cells,
+        "notes": [
+            "Each row's ratios and error are against the unfused path of its own framework, "
+            "in the same dtype: the largest difference of the loss, ∂L/∂hidden and ∂L/∂W, "
+            "relative to the largest entry. The torch unfused path is F.cross_entropy, whose "
+            "own rounding in that dtype dominates the difference; the test suite checks both "
+            f"fused paths against float64. {CHUNKED_PLAIN} is the plain cross-entropy, another "
+            "loss: it has no error column.",
+            *_notes(fused["rows"]),
+        ],
+    }  # fmt: skip
+
+
+def markdown(data: dict) -> str:
+    """The results as Markdown tables (what the Benchmarks page includes)."""
+    m = data["machine"]
+    where = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores"
+    lines = [
+        f"Measured {m['date']} on {where}; Python {m['python']}, NumPy {m['numpy']}, "
+        f"torch {m['torch']}"
+        + (f", CUDA {m['cuda']}, triton {m['triton']}" if m["device"] == "cuda" else "")
+        + f". Load average {_load(m.get('loadavg_start'))} before, "
+        f"{_load(m.get('loadavg_end'))} after; {data['settings']['repeats']} repeats, "
+        f"median; ε = {data['settings']['epsilon']}, reduction 'mean', forward + backward.",
+        "",
+    ]
+    for table in tables(data):
+        lines += [
+            f"**{table['title']}**",
+            "",
+            "| " + " | ".join(table["columns"]) + " |",
+            "|---|" + "---:|" * (len(table["columns"]) - 1),
+        ]
+        lines += ["| " + " | ".join(cells) + " |" for cells in table["cells"]]
+        lines.append("")
+        for note in table["notes"]:
+            lines += [note, ""]
+    return "\n".join(lines)
+
+
+def show(data: dict) -> None:
+    """Print the results as rich tables."""
+    for table in tables(data):
+        shown = Table(title=table["title"], title_justify="left")
+        for i, column in enumerate(table["columns"]):
+            shown.add_column(column, justify="right" if i else "left")
+        for cells in table["cells"]:
+            shown.add_row(*cells)
+        console.print(shown, markup=False)
+        for note in table["notes"]:
+            console.print(note, markup=False)
 
 
 def write(data: dict, out: Path) -> None:
@@ -599,7 +768,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="3, 5 on a GPU, 2 with --quick")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench.json")
     parser.add_argument("--render", type=Path, help="re-render the table of a saved JSON")
+    # internal: measure one implementation's peak memory (peak_rss_bytes starts it)
+    parser.add_argument("--rss-child", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_child:
+        print(rss_child(args.rss_child))
+        return 0
     if args.render:
         data = json.loads(args.render.read_text())
         show(data)

@@ -86,12 +86,16 @@ def check_logits(shape: Sequence[int], dtype: str, is_floating: bool, convert_hi
     return num_classes
 
 
-def nonfinite_logits_error(count: int, first_index: Sequence[int]) -> ValueError:
-    """The error for NaN or ±inf logits (the caller found them)."""
+def nonfinite_logits_error(bad_rows: int, index: Sequence[int], value: float) -> ValueError:
+    """The error for NaN or +inf logits in rows that count (the caller found them).
+
+    ``index`` is one bad entry of the first bad row and ``value`` what it holds.
+    """
     return ValueError(
-        f"logits contain {count} non-finite value(s) (NaN or ±inf), the first at index "
-        f"{tuple(int(i) for i in first_index)}; the loss is undefined there. Check the model "
-        f"output (a diverged step, a log of 0) before the loss"
+        f"logits contain NaN or +inf in {bad_rows} row(s) that count, the first with {value} "
+        f"at index {tuple(int(i) for i in index)}; the loss is undefined there. Check the "
+        f"model output (a diverged step, an overflow) before the loss. A logit of -inf is "
+        f"allowed (it masks a class), and rows whose target is ignore_index are never checked"
     )
 
 

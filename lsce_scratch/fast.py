@@ -34,8 +34,9 @@ from numpy.typing import ArrayLike
 
 from lsce_scratch.losses import (
     Prepared,
+    nonfinite_error,
+    nonfinite_rows,
     prepare,
-    raise_nonfinite,
     reduce_rows,
     row_scale,
     upstream,
@@ -104,7 +105,6 @@ class RowStats(NamedTuple):
     z_max: np.ndarray  # the row maxima
     argmax: np.ndarray  # m, where they are
     rest: np.ndarray  # Σ_{k≠m} exp(z_k − z_max)
-    finite: bool  # every z_max and smoothing sum finite (else the logits hold NaN/inf)
 
 
 # (z_max, argmax, rest) of some rows, saved by a forward pass
@@ -123,9 +123,8 @@ def _block_forward(
     # z_max, m, rest = Σ_{k≠m} exp(z_k − z_max) and Σ_k a_k (z_max − z_k) for the
     # smoothing weights a = w (index targets) or r (probabilities); see partial
     state = partial(z, 0, prep.weight if r is None else r, out=e)
-    finite = bool(np.isfinite(state.z_max).all() and np.isfinite(state.gap).all())
     row_loss = _row_loss(prep, info, rows, state, z_y)
-    return RowStats(row_loss, state.z_max, state.argmax, state.rest, finite)
+    return RowStats(row_loss, state.z_max, state.argmax, state.rest)
 
 
 def _row_loss(
@@ -135,13 +134,18 @@ def _row_loss(
     eps, num_classes = prep.epsilon, prep.num_classes
     if prep.kind == "index":
         total = info.total[rows]
-        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k)
-        gap = (1.0 - eps) * info.w_y[rows] * (state.z_max - z_y) + eps / num_classes * state.gap
+        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k);
+        # PyTorch leaves the second sum out at ε = 0, where a masked class makes it 0 · ∞
+        gap = (1.0 - eps) * info.w_y[rows] * (state.z_max - z_y)
+        if eps > 0:
+            gap = gap + eps / num_classes * state.gap
     else:
         # the state's weights were r: gap = Σ_k r_k (z_max − z_k) and S = Σ_k r_k
         gap, total = state.gap, state.mass
-    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i); ignored rows count 0
-    return np.where(prep.valid[rows], gap + total * np.log1p(state.rest), 0.0)
+    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i); a row with every class masked
+    # has no softmax (NaN, as in PyTorch); ignored rows count 0
+    row_loss = np.where(state.z_max == -np.inf, np.nan, gap + total * np.log1p(state.rest))
+    return np.where(prep.valid[rows], row_loss, 0.0)
 
 
 def _block_gradient(
@@ -161,15 +165,21 @@ def _block_gradient(
         e[i, y] -= (1.0 - eps) * w_y * s
         w_m = 1.0 if w is None else w[m]
         w_sum = num_classes if w is None else w.sum()
+        # r_m = (ε/K) w_m + (1 − ε) w_y [y = m]
+        r_m = eps / num_classes * w_m + (1.0 - eps) * w_y * (y == m)
         # Σ_{k≠m} r_k = (1 − ε) w_y [y ≠ m] + (ε/K)(Σ_k w_k − w_m)
         r_others = (1.0 - eps) * w_y * (y != m) + eps / num_classes * (w_sum - w_m)
     else:
-        # Σ_{k≠m} r_k, summed without r_m (the entry at m is overwritten below)
+        # r_m, and Σ_{k≠m} r_k summed without it (the entry at m is overwritten below)
+        r_m = r[i, m].copy()
         r[i, m] = 0.0
         r_others = r.sum(axis=-1)
         e -= np.multiply(r, s[:, None], out=r)
-    # at m: S p_m − r_m = Σ_{k≠m} r_k − S (1 − p_m), with 1 − p_m = rest / (1 + rest)
-    e[i, m] = (r_others - total * rest / (1.0 + rest)) * s
+    # at m: S p_m − r_m with p_m = 1 / (1 + rest). When p_m > 1/2 (rest < 1), from the
+    # other classes, Σ_{k≠m} r_k − S (1 − p_m) with 1 − p_m = rest·p_m: nothing cancels as
+    # p_m → 1. For a flat row that form cancels instead (both terms near S): the plain one
+    p_m = 1.0 / (1.0 + rest)
+    e[i, m] = np.where(rest < 1.0, r_others - total * rest * p_m, total * p_m - r_m) * s
 
 
 # --8<-- [end:block]
@@ -196,11 +206,25 @@ def _block(
         # exp(z − z_max) from the saved row maxima: no argmax, no sums
         np.exp(np.subtract(z, z_max[:, None], out=grad), out=grad)
         _block_gradient(prep, info, rows, grad, m, rest)
+        _rows_without_softmax(prep, rows, z_max, grad)
         return None
     stats = _block_forward(prep, info, rows, z, np.empty_like(z) if grad is None else grad)
     if grad is not None:
         _block_gradient(prep, info, rows, grad, stats.argmax, stats.rest)
+        _rows_without_softmax(prep, rows, stats.z_max, grad)
     return stats
+
+
+def _rows_without_softmax(prep: Prepared, rows: slice, z_max: np.ndarray, grad: np.ndarray) -> None:
+    """Fix the gradient of rows whose maximum is not finite (NaN, +inf or all masked).
+
+    An ignored row gets exactly 0, whatever its logits (its scale is 0, but 0 · NaN is
+    NaN); a counted row with every class masked gets NaN, as in PyTorch (NaN and +inf in
+    a counted row are refused after the pass).
+    """
+    unusable = ~np.isfinite(z_max)
+    if unusable.any():
+        grad[unusable] = np.where(prep.valid[rows][unusable], np.nan, 0.0)[:, None]
 
 
 def lsce_rows(
@@ -214,8 +238,8 @@ def lsce_rows(
     """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked, threaded.
 
     With ``grad``, their gradient too; with the ``saved`` (z_max, argmax, rest) of these
-    rows, only the gradient (and None is returned). NaN or ±inf in the logits shows in the
-    row maxima or the smoothing sums (``finite``), so nothing else has to scan for it.
+    rows, only the gradient (and None is returned). NaN or +inf in the logits shows in the
+    row maxima (see losses.nonfinite_rows), so nothing else has to scan for it.
     """
     chunks = row_chunks(len(z), prep.num_classes, z.itemsize)
 
@@ -230,17 +254,17 @@ def lsce_rows(
     if saved is not None:
         return None
     if not parts:
-        return RowStats(z[:, 0], z[:, 0], np.zeros(0, np.intp), z[:, 0], True)
-    *arrays, finite = zip(*parts, strict=True)
-    return RowStats(*(np.concatenate(a) for a in arrays), all(finite))
+        return RowStats(z[:, 0], z[:, 0], np.zeros(0, np.intp), z[:, 0])
+    return RowStats(*(np.concatenate(a) for a in zip(*parts, strict=True)))
 
 
 def _loss_rows(prep: Prepared, grad: np.ndarray | None) -> RowStats:
     """Losses and statistics of all rows (and, with ``grad``, the gradient at dloss = 1)."""
     stats = lsce_rows(prep, row_info(prep, _unit_scale(prep)), 0, prep.logits, grad)
-    if not stats.finite:
-        # name the first NaN/inf; finite logits that overflow a sum just give inf
-        raise_nonfinite(prep.logits.reshape(prep.leading_shape + (prep.num_classes,)))
+    # NaN or +inf in a row that counts; finite logits whose sums overflow just give inf
+    bad = nonfinite_rows(stats.z_max, prep.valid)
+    if bad.any():
+        raise nonfinite_error(bad, stats.z_max, stats.argmax, prep.leading_shape)
     return stats
 
 
@@ -361,13 +385,16 @@ def partial(
     """The state of a block of classes (columns offset.. of each row), with weights a.
 
     The exponentials exp(z − z_max) (0 at the max) are left in ``out``, which may be z.
+    A masked class (z_k = −inf) adds 0 to rest and a_k·∞ to gap: inf, or NaN where
+    a_k = 0, as PyTorch's 0 · log 0 is.
     """
     i = np.arange(z.shape[0])
-    # m = argmax_k z_k, the most likely class; z_max = z_m
+    # m = argmax_k z_k, the most likely class (the first NaN, if any); z_max = z_m
     m = np.argmax(z, axis=-1)
     z_max = z[i, m]
-    # z − z_max ≤ 0, exactly 0 at m
-    e = np.subtract(z, z_max[:, None], out=out)
+    # z − z_max ≤ 0, exactly 0 at m. A block whose classes are all masked is shifted by 0
+    # instead (−inf − (−inf) would be NaN): its exponentials are 0 and gap is Σ_k a_k·∞
+    e = np.subtract(z, np.where(z_max == -np.inf, 0.0, z_max)[:, None], out=out)
     # Σ_k a_k (z_max − z_k) ≥ 0: the smoothing term as a sum without cancellation
     if a is None:
         gap, mass = -e.sum(axis=-1), np.full(len(z), z.shape[-1], dtype=z.dtype)
@@ -382,17 +409,21 @@ def partial(
     return Partial(z_max, m + offset, e.sum(axis=-1), gap, mass)
 
 
+@np.errstate(invalid="ignore")
 def merge(a: Partial, b: Partial) -> Partial:
     """Combine the states of two disjoint sets of classes (any order, any split)."""
-    # the larger max stays the max; the other side is rescaled to it by exp(lo − hi) ≤ 1
-    b_wins = b.z_max > a.z_max
+    # the larger max stays the max; the other side is rescaled to it by exp(lo − hi) ≤ 1.
+    # A NaN max wins, so that NaN logits show in z_max (see losses.nonfinite_rows)
+    b_wins = (b.z_max > a.z_max) | np.isnan(b.z_max)
     hi = Partial(*(np.where(b_wins, y, x) for x, y in zip(a, b, strict=True)))
     lo = Partial(*(np.where(b_wins, x, y) for x, y in zip(a, b, strict=True)))
-    shrink = np.exp(lo.z_max - hi.z_max)
+    # a side whose classes are all masked has no max term, and its gap holds Σ_k a_k·∞
+    masked = lo.z_max == -np.inf
+    shrink = np.where(masked, 0.0, np.exp(lo.z_max - hi.z_max))
     # the losing side's own max term, exp(lo − hi), joins rest: (rest_lo + 1)·shrink
     rest = hi.rest + (lo.rest + 1.0) * shrink
     # Σ a_k (hi − z_k) over the losing side = its gap + its mass·(hi − lo), all ≥ 0
-    gap = hi.gap + lo.gap + lo.mass * (hi.z_max - lo.z_max)
+    gap = hi.gap + lo.gap + np.where(masked, 0.0, lo.mass * (hi.z_max - lo.z_max))
     return Partial(hi.z_max, hi.argmax, rest, gap, hi.mass + lo.mass)
 
 
@@ -461,7 +492,7 @@ def lsce_loss_chunked(
     ]
 
     @np.errstate(invalid="ignore", over="ignore")
-    def run(rows: slice) -> tuple[np.ndarray, bool]:
+    def run(rows: slice) -> RowStats:
         z = prep.logits[rows]
         if prep.kind == "index":
             state = _fold(z, chunk, lambda cols: None if w is None else w[cols])
@@ -469,14 +500,16 @@ def lsce_loss_chunked(
         else:
             state = _fold(z, chunk, lambda cols: _soft_r(prep, rows, cols))
             z_y = None
-        finite = bool(np.isfinite(state.z_max).all() and np.isfinite(state.gap).all())
-        return _row_loss(prep, info, rows, state, z_y), finite
+        return RowStats(_row_loss(prep, info, rows, state, z_y), *state[:3])
 
     parts = _map(run, blocks, prep.logits.size)
-    if not all(finite for _, finite in parts):
-        raise_nonfinite(prep.logits.reshape(prep.leading_shape + (num_classes,)))
-    row_loss = np.concatenate([loss for loss, _ in parts]) if parts else prep.logits[:, 0]
-    return reduce_rows(row_loss, prep)
+    if not parts:
+        return reduce_rows(prep.logits[:, 0], prep)
+    stats = RowStats(*(np.concatenate(a) for a in zip(*parts, strict=True)))
+    bad = nonfinite_rows(stats.z_max, prep.valid)
+    if bad.any():
+        raise nonfinite_error(bad, stats.z_max, stats.argmax, prep.leading_shape)
+    return reduce_rows(stats.loss, prep)
 
 
 # --8<-- [start:linear_lsce]
@@ -521,13 +554,15 @@ def linear_lsce(
     for a in range(0, num_rows, rows):
         h_c = h[a : a + rows]
         z = buffer[: len(h_c)]
-        # this chunk's logits z = h Wᵀ + b, overwritten below by ∂L/∂z
-        np.matmul(h_c, w_lin.T, out=z)
-        if b is not None:
-            z += b
+        # this chunk's logits z = h Wᵀ + b, overwritten below by ∂L/∂z (NaN or ±inf in
+        # the inputs is reported below, after the pass)
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.matmul(h_c, w_lin.T, out=z)
+            if b is not None:
+                z += b
         stats = lsce_rows(prep, info, a, z, z)
         row_loss[a : a + len(h_c)] = stats.loss
-        if not stats.finite:
+        if nonfinite_rows(stats.z_max, prep.valid[a : a + len(h_c)]).any():
             _raise_nonfinite_linear(hidden, lin_weight, lin_bias)
         # ∂L/∂h = (∂L/∂z) W
         np.matmul(z, w_lin, out=d_hidden[a : a + len(h_c)])
@@ -549,13 +584,23 @@ def linear_lsce(
 # --8<-- [end:linear_lsce]
 
 
-def _raise_nonfinite_linear(*arrays: ArrayLike | None) -> None:
-    """Name the input with NaN/inf that made the logits non-finite (or say they overflowed)."""
-    for name, a in zip(("hidden", "lin_weight", "lin_bias"), arrays, strict=True):
-        if a is not None and not np.isfinite(a).all():
+def _raise_nonfinite_linear(
+    hidden: ArrayLike, lin_weight: ArrayLike, lin_bias: ArrayLike | None
+) -> None:
+    """Name the input that made logits of a counted row NaN or +inf (or say they overflowed).
+
+    lin_bias may hold −inf: that masks a class (a padded vocabulary, say).
+    """
+    for name, a in (("hidden", hidden), ("lin_weight", lin_weight)):
+        if not np.isfinite(a).all():
             raise ValueError(f"{name} contains NaN or ±inf; the loss is undefined there")
+    if lin_bias is not None and not (np.asarray(lin_bias) < np.inf).all():
+        raise ValueError(
+            "lin_bias contains NaN or +inf; the loss is undefined there (−inf is allowed: it "
+            "masks a class)"
+        )
     raise ValueError(
-        "the logits hidden @ lin_weightᵀ + lin_bias overflow to ±inf; scale the inputs down"
+        "the logits hidden @ lin_weightᵀ + lin_bias overflow to +inf; scale the inputs down"
     )
 
 

@@ -60,9 +60,9 @@ def prepare(
 ) -> Prepared:
     """Validate the arguments of an LSCE call and flatten them to rows of K classes.
 
-    ``check_finite=False`` skips the NaN/inf scan of the logits, for callers that find
-    non-finite logits in their own row statistics (lsce_scratch.fast) instead of paying
-    an extra pass and an (N, K) boolean array.
+    ``check_finite=False`` skips the NaN/+inf scan of the logits, for callers that find
+    them in their own row maxima (lsce_scratch.fast) instead of paying an extra pass.
+    Only rows that count are checked: −inf masks a class, and an ignored row may hold anything.
     """
     epsilon = check.check_epsilon(epsilon)
     reduction = check.check_reduction(reduction)
@@ -76,8 +76,6 @@ def prepare(
     )
     dtype = compute_dtype(logits.dtype)
     z = logits.astype(dtype, copy=False).reshape(-1, num_classes)
-    if check_finite and not np.isfinite(z).all():
-        raise_nonfinite(logits)
 
     target = np.asarray(target)
     kind = check.target_kind(
@@ -99,6 +97,11 @@ def prepare(
             float(t.min()) if t.size else 0.0, bool(np.isfinite(t).all()), ignore_index
         )
         valid = np.ones(t.shape[0], dtype=bool)
+    if check_finite:
+        z_max = np.max(z, axis=-1)
+        bad = nonfinite_rows(z_max, valid)
+        if bad.any():
+            raise nonfinite_error(bad, z_max, np.argmax(z, axis=-1), logits.shape[:-1])
 
     w = None
     if weight is not None:
@@ -112,11 +115,24 @@ def prepare(
     return Prepared(z, t, kind, valid, w, epsilon, reduction, logits.shape[:-1], logits.dtype)
 
 
-def raise_nonfinite(logits: np.ndarray) -> None:
-    """Raise the NaN/inf error naming the first bad entry, if ``logits`` has one."""
-    bad = np.argwhere(~np.isfinite(logits))
-    if len(bad):
-        raise check.nonfinite_logits_error(len(bad), bad[0])
+def nonfinite_rows(z_max: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The rows that count and hold NaN or +inf: exactly those whose maximum is NaN or +inf.
+
+    A maximum is NaN when the row holds one (NumPy's max and argmax take the first NaN);
+    −inf, a masked class, leaves it alone unless the whole row is masked.
+    """
+    # NaN compares False, so NaN and +inf fail z_max < inf, and finite or −inf pass
+    return valid & ~(z_max < np.inf)
+
+
+def nonfinite_error(
+    bad: np.ndarray, z_max: np.ndarray, argmax: np.ndarray, leading_shape: tuple[int, ...]
+) -> ValueError:
+    """The NaN/+inf error for the ``bad`` rows, naming the maximum of the first one."""
+    rows = np.flatnonzero(bad)
+    first = rows[0]
+    index = (*np.unravel_index(first, leading_shape), int(argmax[first]))
+    return check.nonfinite_logits_error(len(rows), index, float(z_max[first]))
 
 
 def normaliser(prep: Prepared) -> np.ndarray:
@@ -250,12 +266,39 @@ def lsce_forward(
     # r = w ⊙ q, zero on ignored rows
     r = weighted_targets(prep)
     # ℓ_i = Σ_k r_ik (−log p_ik), a sum of non-negative terms
-    row_loss = np.sum(r * -log_p, axis=-1)
+    row_loss = row_losses(prep, log_p, r)
     cache = {"prep": prep, "p": np.exp(log_p), "r": r}
     return reduce_rows(row_loss, prep), cache
 
 
 # --8<-- [end:lsce_forward]
+
+
+# --8<-- [start:row_losses]
+@np.errstate(invalid="ignore")
+def row_losses(prep: Prepared, log_p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """ℓ_i = Σ_k r_ik (−log p_ik) for every row, 0 where ignored.
+
+    The terms are added up as PyTorch adds them, so that a masked class (z_k = −inf, so
+    log p_k = −inf) gives PyTorch's inf or NaN: probability targets term by term, class
+    indices as a true-class term and a smoothing term, the second left out at ε = 0.
+    """
+    if prep.kind == "soft":
+        # a masked class costs r_k · ∞: inf, or NaN where r_k = 0 (0 · ∞)
+        loss = np.sum(r * -log_p, axis=-1)
+    else:
+        eps, w, rows = prep.epsilon, prep.weight, np.arange(len(log_p))
+        w_y = 1.0 if w is None else w[prep.safe_target]
+        # (1 − ε) w_y (−log p_y): inf when the true class is masked
+        loss = (1.0 - eps) * (w_y * -log_p[rows, prep.safe_target])
+        if eps > 0:
+            # + (ε/K) Σ_k w_k (−log p_k): inf as soon as one class is masked
+            smooth = -np.sum(log_p if w is None else log_p * w, axis=-1)
+            loss = loss + eps / prep.num_classes * smooth
+    return np.where(prep.valid, loss, 0.0)
+
+
+# --8<-- [end:row_losses]
 
 
 # --8<-- [start:lsce_backward]
@@ -267,15 +310,20 @@ def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
     prep, p, r = cache["prep"], cache["p"], cache["r"]
     # S_i = Σ_k r_ik (1 for unweighted smoothed one-hot targets)
     total = np.sum(r, axis=-1, keepdims=True)
-    # ∂ℓ_i/∂z_ij = S_i p_ij − r_ij
+    # ∂ℓ_i/∂z_ij = S_i p_ij − r_ij (a masked class has p = 0: its gradient is −r)
     grad = total * p - r
     # At the most likely class m, S p_m − r_m cancels badly when p_m → 1 in float32.
-    # Use 1 − p_m = Σ_{k≠m} p_k instead: S p_m − r_m = Σ_{k≠m} r_k − S Σ_{k≠m} p_k.
+    # Use 1 − p_m = Σ_{k≠m} p_k there: S p_m − r_m = Σ_{k≠m} r_k − S Σ_{k≠m} p_k. That
+    # form cancels in turn when p_m is small (both sums near S), so only where p_m > 1/2.
     m = np.argmax(p, axis=-1)
     rows = np.arange(p.shape[0])
-    grad[rows, m] = _sum_except(r, m) - total[:, 0] * _sum_except(p, m)
-    # chain rule through the reduction: mean divides by Σ w_{y_i}, none scales row by row
-    grad *= row_scale(dloss, prep)
+    confident = p[rows, m] > 0.5
+    grad[rows, m] = np.where(
+        confident, _sum_except(r, m) - total[:, 0] * _sum_except(p, m), grad[rows, m]
+    )
+    # chain rule through the reduction: mean divides by Σ w_{y_i}, none scales row by row;
+    # an ignored row gets exactly 0, whatever its logits (0 · NaN would be NaN)
+    grad = np.where(prep.valid[:, None], grad * row_scale(dloss, prep), 0.0)
     return grad.reshape(prep.leading_shape + (prep.num_classes,)).astype(prep.input_dtype)
 
 

@@ -20,6 +20,7 @@ in the forward (:class:`LSCEGradInForward`), ``inplace=True`` writes it over the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from types import ModuleType
@@ -108,8 +109,10 @@ def _validate(
         if not defer_index_check:
             _check_index_range(target, num_classes, ignore_index)
     else:
-        finite = bool(torch.isfinite(target).all())
-        minimum = float(target.min()) if target.numel() else 0.0
+        # detached: a target that requires grad must not warn about float() of a graph node
+        probabilities = target.detach()
+        finite = bool(torch.isfinite(probabilities).all())
+        minimum = float(probabilities.min()) if target.numel() else 0.0
         check.check_soft_values(minimum, finite, ignore_index)
     if weight is not None:
         if not isinstance(weight, Tensor) or not weight.is_floating_point():
@@ -120,8 +123,8 @@ def _validate(
         check.check_weight(
             weight.shape,
             num_classes,
-            float(weight.min()) if weight.numel() else 0.0,
-            bool(torch.isfinite(weight).all()),
+            float(weight.detach().min()) if weight.numel() else 0.0,
+            bool(torch.isfinite(weight.detach()).all()),
         )
     return kind
 
@@ -134,23 +137,41 @@ def _check_index_range(target: Tensor, num_classes: int, ignore_index: int) -> N
 
 
 def _check_values(
-    logits: Tensor, target: Tensor, rows: _Rows, finite: Tensor | bool, ignore_index: int
-) -> None:
-    """Raise for NaN/inf logits or (on a GPU) a class index out of range: one host sync.
+    target: Tensor, rows: _Rows, z_max: Tensor, argmax: Tensor, ignore_index: int
+) -> bool:
+    """Raise for NaN/+inf logits in counted rows or (on a GPU) a class index out of range;
+    return whether some row has no softmax (see _rows_without_softmax). One host sync.
 
-    NaN or +inf anywhere in a row makes its max non-finite, and −inf (or NaN) makes its
-    smoothing sum Σ_k a_k (z_max − z_k) non-finite, so the O(N) row statistics find them.
+    NaN or +inf in a row makes its maximum NaN or +inf (see losses.nonfinite_rows), so the
+    row statistics find them, even where an in-place gradient has overwritten the logits.
     A bad index was read as class 0 by the kernels (see _Rows.build), never out of bounds.
     """
-    ok = finite
+    # NaN compares False: NaN and +inf fail z_max < inf, finite and −inf (masked) pass
+    bad = rows.valid & ~(z_max < torch.inf)
+    flags = [bad.any(), (~torch.isfinite(z_max)).any()]
     if rows.kind == "index" and target.is_cuda:
-        ok = ok & ((target >= 0) & (target < rows.num_classes) | ~rows.valid).all()
-    if not bool(ok):
-        if rows.kind == "index":
-            _check_index_range(target, rows.num_classes, ignore_index)
-        bad = torch.nonzero(~torch.isfinite(logits))
-        if len(bad):
-            raise check.nonfinite_logits_error(len(bad), bad[0].tolist())
+        out_of_range = (target < 0) | (target >= rows.num_classes)
+        flags.append((out_of_range & rows.valid).any())
+    has_bad, no_softmax, *bad_index = torch.stack(flags).tolist()
+    if any(bad_index):
+        _check_index_range(target, rows.num_classes, ignore_index)
+    if has_bad:
+        first = int(torch.nonzero(bad)[0])
+        raise check.nonfinite_logits_error(
+            int(bad.sum()), (first, int(argmax[first])), float(z_max[first])
+        )
+    return bool(no_softmax)
+
+
+def _rows_without_softmax(rows: _Rows, z_max: Tensor, out: Tensor) -> None:
+    """Fix the gradient of rows whose maximum is not finite (NaN, +inf or all masked).
+
+    An ignored row gets exactly 0, whatever its logits (its scale is 0, but 0 · NaN is
+    NaN); a counted row with every class masked gets NaN, as in PyTorch.
+    """
+    fill = torch.where(rows.valid, torch.nan, 0.0).to(out.dtype)
+    # in place, one pass, no temporary of out's size
+    torch.where(torch.isfinite(z_max)[:, None], out, fill[:, None], out=out)
 
 
 @functools.cache
@@ -243,12 +264,14 @@ def _partial(z: Tensor, offset: int, a: Tensor | None, work: Tensor) -> tuple[Te
     """Row statistics of a block of classes: z_max, argmax, rest, gap and mass.
 
     gap = Σ_k a_k (z_max − z_k) and mass = Σ_k a_k, for smoothing weights a (w, r or 1);
-    ``work`` is scratch space of z's shape.
+    ``work`` is scratch space of z's shape. A masked class (z_k = −inf) adds 0 to rest and
+    a_k·∞ to gap (inf, or NaN where a_k = 0, as PyTorch's 0 · log 0).
     """
-    # m = argmax_k z_k and z_max = z_m
+    # m = argmax_k z_k and z_max = z_m (NaN if the block holds one)
     z_max, argmax = z.max(dim=-1)
-    # z − z_max ≤ 0, exactly 0 at m
-    e = torch.sub(z, z_max[:, None], out=work)
+    # z − z_max ≤ 0, exactly 0 at m. A block whose classes are all masked is shifted by 0
+    # instead (−inf − (−inf) would be NaN): its exponentials are 0 and gap is Σ_k a_k·∞
+    e = torch.sub(z, torch.where(z_max == -torch.inf, 0.0, z_max)[:, None], out=work)
     # Σ_k a_k (z_max − z_k) ≥ 0: the smoothing term without cancellation
     if a is None:
         gap, mass = -e.sum(dim=-1), torch.full_like(z_max, z.shape[-1])
@@ -264,13 +287,16 @@ def _partial(z: Tensor, offset: int, a: Tensor | None, work: Tensor) -> tuple[Te
 
 def _merge(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Combine the statistics of two disjoint blocks of classes (online softmax)."""
-    b_wins = b[0] > a[0]
+    # a NaN max wins, so that NaN logits show in z_max (see _check_values)
+    b_wins = (b[0] > a[0]) | torch.isnan(b[0])
     hi = [torch.where(b_wins, y, x) for x, y in zip(a, b, strict=True)]
     lo = [torch.where(b_wins, x, y) for x, y in zip(a, b, strict=True)]
+    # a side whose classes are all masked has no max term, and its gap holds Σ_k a_k·∞
+    masked = lo[0] == -torch.inf
     # the other side is rescaled by exp(lo − hi) ≤ 1, and its own max term joins rest
-    rest = hi[2] + (lo[2] + 1.0) * torch.exp(lo[0] - hi[0])
+    rest = hi[2] + (lo[2] + 1.0) * torch.where(masked, 0.0, torch.exp(lo[0] - hi[0]))
     # its smoothing sum grows by its mass·(hi − lo): every term stays ≥ 0
-    gap = hi[3] + lo[3] + lo[4] * (hi[0] - lo[0])
+    gap = hi[3] + lo[3] + torch.where(masked, 0.0, lo[4] * (hi[0] - lo[0]))
     return hi[0], hi[1], rest, gap, hi[4] + lo[4]
 
 
@@ -307,22 +333,28 @@ def _gradient(
     shape) is where a gradient for an ``out`` of another dtype is computed.
     """
     eps, num_classes = rows.epsilon, rows.num_classes
+    # p_m = 1 / (1 + rest): the max term is exactly 1
+    p_m = 1.0 / (1.0 + rest)
     # S p s = c·exp(z − z_max), with p = exp(z − z_max) / (1 + rest) and c = S s / (1 + rest)
-    coef = rows.total * scale / (1.0 + rest)
-    # 1 − p_m = rest / (1 + rest), from the other classes: nothing cancels when p_m → 1
-    one_minus_p_m = rest / (1.0 + rest)
+    coef = rows.total * scale * p_m
     if rows.kind == "index":
         w_m = 1.0 if rows.w is None else rows.w[argmax]
         w_sum = num_classes if rows.w is None else rows.w.sum()
+        # r_m = (ε/K) w_m + (1 − ε) w_y [y = m]
+        r_m = eps / num_classes * w_m + (1.0 - eps) * rows.w_y * (rows.y == argmax)
         # Σ_{k≠m} r_k = (1 − ε) w_y [y ≠ m] + (ε/K)(Σ_k w_k − w_m)
         r_others = (1.0 - eps) * rows.w_y * (rows.y != argmax) + eps / num_classes * (w_sum - w_m)
         # r = (ε/K) w + (1 − ε) w_y onehot(y): a broadcast and one entry per row
         smooth, true_sub = eps / num_classes * scale, (1.0 - eps) * rows.w_y * scale
     else:
         r = rows.r()
+        r_m = r.gather(1, argmax[:, None])[:, 0]
         r_others = r.scatter(1, argmax[:, None], 0.0).sum(dim=-1)
-    # at m: S p_m − r_m = Σ_{k≠m} r_k − S (1 − p_m)
-    m_val = (r_others - rows.total * one_minus_p_m) * scale
+    # at m: S p_m − r_m. Where p_m > 1/2 (rest < 1), from the other classes,
+    # Σ_{k≠m} r_k − S (1 − p_m) with 1 − p_m = rest·p_m: nothing cancels as p_m → 1. For a
+    # flat row that form cancels instead (both terms near S): the plain one
+    m_val = torch.where(rest < 1.0, r_others - rows.total * rest * p_m, rows.total * p_m - r_m)
+    m_val = m_val * scale
     if _uses_triton(z, rows):
         _triton().gradient(z, rows.w, z_max, argmax, rows.y, coef, smooth, true_sub, m_val, out)
         return
@@ -360,8 +392,8 @@ def _numpy_pass(
 ) -> tuple[Tensor, ...] | None:
     """lsce_scratch.fast's kernel on NumPy views of the tensors (no copies).
 
-    Returns (ℓ_i, z_max, argmax, rest, finite); with ``scale`` and ``out`` it writes the
-    gradient to ``out`` as well (which may be the logits themselves). Given the ``saved``
+    Returns (ℓ_i, z_max, argmax, rest); with ``scale`` and ``out`` it writes the gradient
+    to ``out`` as well (which may be the logits themselves). Given the ``saved``
     (z_max, argmax, rest), it only writes the gradient.
     """
     z = logits.detach().numpy()
@@ -375,8 +407,7 @@ def _numpy_pass(
     grad = None if out is None else out.numpy()
     if saved is not None:
         return fast.lsce_rows(prep, info, 0, z, grad, tuple(t.numpy() for t in saved))
-    stats = fast.lsce_rows(prep, info, 0, z, grad)
-    return (*(torch.from_numpy(a) for a in stats[:4]), stats.finite)
+    return tuple(torch.from_numpy(a) for a in fast.lsce_rows(prep, info, 0, z, grad))
 
 
 def _empty_like(logits: Tensor) -> Tensor:
@@ -390,7 +421,7 @@ def _empty_like(logits: Tensor) -> Tensor:
 def _forward_pass(
     logits: Tensor, rows: _Rows, scale: Tensor | None = None, out: Tensor | None = None
 ) -> tuple[Tensor, ...]:
-    """(ℓ_i, z_max, argmax, rest, finite) for every row, in one read of the logits.
+    """(ℓ_i, z_max, argmax, rest) for every row, in one read of the logits.
 
     With ``scale`` and ``out``, each chunk's gradient is written to ``out`` while the
     chunk is still in cache: the gradient computed in the forward.
@@ -400,8 +431,7 @@ def _forward_pass(
     # z_y is read first: an in-place gradient overwrites it
     z_y = _true_logit(logits, rows)
     z_max, argmax, rest, gap = _statistics_pass(logits, rows, scale, out)
-    finite = torch.isfinite(z_max).all() & torch.isfinite(gap).all()
-    return _row_loss(rows, z_y, z_max, rest, gap), z_max, argmax, rest, finite
+    return _row_loss(rows, z_y, z_max, rest, gap), z_max, argmax, rest
 
 
 def _statistics_pass(
@@ -431,23 +461,44 @@ def _statistics_pass(
 
 
 def _backward_pass(
-    logits: Tensor, rows: _Rows, z_max: Tensor, argmax: Tensor, rest: Tensor, scale: Tensor
-) -> Tensor:
-    """∂L/∂logits rebuilt from the saved row statistics: one read, one write."""
-    grad = _empty_like(logits)
+    logits: Tensor,
+    rows: _Rows,
+    z_max: Tensor,
+    argmax: Tensor,
+    rest: Tensor,
+    scale: Tensor,
+    out: Tensor,
+) -> None:
+    """∂L/∂logits rebuilt from the row statistics into ``out`` (which may be the logits
+    themselves): one read, one write."""
     if _on_numpy(logits):
-        _numpy_pass(logits, rows, scale, grad, (z_max, argmax, rest))
-        return grad
+        _numpy_pass(logits, rows, scale, out, (z_max, argmax, rest))
+        return
     if _uses_triton(logits, rows):
-        _gradient(logits, rows, z_max, argmax, rest, scale, grad)
-        return grad
+        _gradient(logits, rows, z_max, argmax, rest, scale, out)
+        return
     chunks = _row_chunks(logits)
     work = _work(logits, rows, chunks)
     for c in chunks:
         z = _compute(logits[c], rows, work)
-        g = (z_max[c], argmax[c], rest[c], scale[c], grad[c], work[1][: len(z)])
+        g = (z_max[c], argmax[c], rest[c], scale[c], out[c], work[1][: len(z)])
         _gradient(z, rows.take(c), *g)
-    return grad
+
+
+# --8<-- [start:target-gradient]
+def _target_gradient(
+    logits: Tensor, rows: _Rows, z_max: Tensor, rest: Tensor, scale: Tensor
+) -> Tensor:
+    """∂L/∂t for probability targets t, from the row statistics (before any in-place
+    gradient has overwritten the logits)."""
+    # log p = (z − z_max) − log(1 + rest): −inf at a masked class, NaN on an all-masked row
+    log_p = (logits.to(rows.dtype) - z_max[:, None]).sub_(torch.log1p(rest)[:, None])
+    # r = w ⊙ ((1 − ε) t + ε/K), so ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik, times s = ∂L/∂ℓ_i
+    grad = log_p.mul_((-(1.0 - rows.epsilon) * scale)[:, None])
+    return grad if rows.w is None else grad.mul_(rows.w)
+
+
+# --8<-- [end:target-gradient]
 
 
 def _work(logits: Tensor, rows: _Rows, chunks: list[slice]) -> tuple[Tensor | None, Tensor]:
@@ -475,10 +526,14 @@ def _row_loss(rows: _Rows, z_y: Tensor | None, z_max: Tensor, rest: Tensor, gap:
     """ℓ_i for every row; ignored rows count 0."""
     eps, num_classes = rows.epsilon, rows.num_classes
     if rows.kind == "index":
-        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k)
-        gap = (1.0 - eps) * rows.w_y * (z_max - z_y) + eps / num_classes * gap
-    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i)
-    return torch.where(rows.valid, gap + rows.total * torch.log1p(rest), 0.0)
+        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k);
+        # PyTorch leaves the second sum out at ε = 0, where a masked class makes it 0 · ∞
+        true_term = (1.0 - eps) * rows.w_y * (z_max - z_y)
+        gap = true_term + eps / num_classes * gap if eps > 0 else true_term
+    # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i); a row with every class masked
+    # has no softmax (NaN, as in PyTorch)
+    row_loss = torch.where(z_max == -torch.inf, torch.nan, gap + rows.total * torch.log1p(rest))
+    return torch.where(rows.valid, row_loss, 0.0)
 
 
 def _denominator(rows: _Rows, reduction: str) -> Tensor | None:
@@ -526,7 +581,8 @@ class LSCEFunction(torch.autograd.Function):
     ``LSCEFunction.apply(logits, target, epsilon, weight, ignore_index, reduction, kind)``
     takes 2-D logits, flat index targets (N,) or probabilities (N, K), and returns the
     reduced loss (a scalar, or (N,) for 'none'). The functional and the module below
-    validate arguments and handle any leading shape; call those instead.
+    validate arguments and handle any leading shape; call those instead. Probability
+    targets that require grad get ∂L/∂t as well.
     """
 
     # --8<-- [start:forward]
@@ -546,8 +602,8 @@ class LSCEFunction(torch.autograd.Function):
         # per row: z_max, its index m, rest = Σ_{k≠m} exp(z_k − z_max) and the loss
         # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i), in one read of the logits
         # (see _statistics)
-        row_loss, z_max, argmax, rest, finite = _forward_pass(logits, rows)
-        _check_values(logits, target, rows, finite, ignore_index)
+        row_loss, z_max, argmax, rest = _forward_pass(logits, rows)
+        ctx.no_softmax = _check_values(target, rows, z_max, argmax, ignore_index)
         denominator = _denominator(rows, reduction)
         log1p_rest = torch.log1p(rest)
         ctx.save_for_backward(logits, target, weight, z_max, log1p_rest, rest, argmax, denominator)
@@ -566,12 +622,38 @@ class LSCEFunction(torch.autograd.Function):
         rows = _Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
         # chain rule through the reduction: 'mean' divides by Σ w_{y_i}; ignored rows get 0
         scale = _row_scale(grad_output, denominator, rows, reduction)
-        # ∂ℓ/∂z = S p − r, rebuilt from the saved row statistics straight into the
-        # gradient buffer (see _gradient); one read of the logits, one write
-        grad = _backward_pass(logits, rows, z_max, argmax, rest, scale)
-        return grad, None, None, None, None, None, None
+        grad = grad_target = None
+        if ctx.needs_input_grad[0]:
+            # ∂ℓ/∂z = S p − r, rebuilt from the saved row statistics straight into the
+            # gradient buffer (see _gradient); one read of the logits, one write
+            grad = _empty_like(logits)
+            _backward_pass(logits, rows, z_max, argmax, rest, scale, grad)
+            if ctx.no_softmax:
+                _rows_without_softmax(rows, z_max, grad)
+        if ctx.needs_input_grad[1]:
+            # probability targets: ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik (see _target_gradient)
+            grad_target = _target_gradient(logits, rows, z_max, rest, scale).to(target.dtype)
+        return grad, grad_target, None, None, None, None, None
 
     # --8<-- [end:backward]
+
+
+def _loss_and_gradients(
+    logits: Tensor, rows: _Rows, scale: Tensor, out: Tensor | None, target_grad: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """(ℓ_i, z_max, argmax, rest, ∂L/∂t or None), writing ∂L/∂logits to ``out`` (which
+    may be the logits themselves; None when not wanted) for the row scale ``scale``.
+
+    One read of the logits; when ∂L/∂t is wanted, two: it needs log p, which an in-place
+    gradient would overwrite, so the gradient then comes in a second pass.
+    """
+    if not target_grad:
+        return (*_forward_pass(logits, rows, scale, out), None)
+    row_loss, z_max, argmax, rest = _forward_pass(logits, rows)
+    grad_target = _target_gradient(logits, rows, z_max, rest, scale)
+    if out is not None:
+        _backward_pass(logits, rows, z_max, argmax, rest, scale, out)
+    return row_loss, z_max, argmax, rest, grad_target
 
 
 # --8<-- [start:grad-in-forward]
@@ -603,38 +685,49 @@ class LSCEGradInForward(torch.autograd.Function):
         dtype = _compute_dtype(logits.dtype)
         rows = _Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
         denominator = _denominator(rows, reduction)
-        ctx.grad = scale = None
+        # the gradients for grad_output = 1; the backward multiplies by the real one
+        one = torch.ones((), dtype=dtype, device=logits.device)
+        scale = _row_scale(one, denominator, rows, reduction)
+        grad = None
         if ctx.needs_input_grad[0]:
-            # the gradient for grad_output = 1; the backward multiplies by the real one
-            one = torch.ones((), dtype=dtype, device=logits.device)
-            scale = _row_scale(one, denominator, rows, reduction)
-            ctx.grad = logits.detach() if inplace else _empty_like(logits)
-        row_loss, _, _, _, finite = _forward_pass(logits, rows, scale, ctx.grad)
-        if inplace and ctx.grad is not None:
+            grad = logits.detach() if inplace else _empty_like(logits)
+        row_loss, z_max, argmax, rest, grad_target = _loss_and_gradients(
+            logits, rows, scale, grad, ctx.needs_input_grad[1]
+        )
+        if inplace and grad is not None:
             # NumPy's and Triton's writes are invisible to autograd: bump the version
             torch.autograd.graph.increment_version(logits)
-        _check_values(logits, target, rows, finite, ignore_index)
+        # the checks read the row statistics, not the logits (gone if written over)
+        if _check_values(target, rows, z_max, argmax, ignore_index) and grad is not None:
+            _rows_without_softmax(rows, z_max, grad)
+        if grad_target is not None:
+            grad_target = grad_target.to(target.dtype)
+        ctx.grads = (grad, grad_target)
         return _reduce(row_loss, reduction, denominator).to(logits.dtype)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         _refuse_double_backward()
-        grad, ctx.grad = ctx.grad, None
-        if grad is None:
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
             raise RuntimeError(
                 "the gradient computed in the forward (grad_in_forward=True) was already "
                 "handed to autograd: backward can run once. Run the forward again, or use "
                 "grad_in_forward=False to backward several times (retain_graph=True)"
             )
-        # the forward's gradient is for grad_output = 1 (for 'none', 1 on every row)
+        # the forward's gradients are for grad_output = 1 (for 'none', 1 on every row)
         if not bool((grad_output == 1).all()):
-            grad.mul_(grad_output[:, None] if grad_output.dim() else grad_output)
-        return grad, None, None, None, None, None, None, None
+            upstream = grad_output[:, None] if grad_output.dim() else grad_output
+            grads = tuple(None if g is None else g.mul_(upstream) for g in grads)
+        return (*grads, None, None, None, None, None, None)
 
 
 # --8<-- [end:grad-in-forward]
 
 
+# torch.compile treats the loss as one opaque call (a graph break): it syncs with the host
+# to check its inputs and runs NumPy or Triton kernels, none of which a graph can hold
+@torch.compiler.disable
 def label_smoothing_cross_entropy(
     logits: Tensor,
     target: Tensor,
@@ -655,7 +748,9 @@ def label_smoothing_cross_entropy(
     (:class:`LSCEGradInForward`): the backward is then free, but the gradient is held
     until it runs, and it may run only once. ``inplace=True`` (implies grad_in_forward)
     writes that gradient over ``logits``: use it only when nothing else needs the logits
-    after the loss. Logits that are a leaf requiring grad are refused.
+    after the loss. Logits that are a leaf requiring grad, or whose entries share memory
+    (an expanded view), are refused. Under ``torch.autocast`` the loss is computed from
+    float32 logits and returned in float32, as ``F.cross_entropy`` does there.
     """
     kind = _validate(
         logits, target, epsilon, reduction, weight, ignore_index, defer_index_check=logits.is_cuda
@@ -666,23 +761,50 @@ def label_smoothing_cross_entropy(
             "parameter, or an input you asked gradients for) with their gradient; pass "
             "logits computed by the model, or use inplace=False"
         )
+    device_type = logits.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    if autocast:
+        # autocast runs cross-entropy in float32 (float64 stays): the same inputs for us
+        logits, target, weight = (_autocast_float32(t) for t in (logits, target, weight))
     num_classes = logits.shape[-1]
     leading = logits.shape[:-1]
+    flat = logits.reshape(-1, num_classes)
+    if inplace and _entries_share_memory(flat):
+        raise ValueError(
+            f"inplace=True would write the gradient over logits whose entries share memory "
+            f"(strides {tuple(logits.stride())}: an expanded or overlapping view), so one "
+            f"entry would receive the gradients of several; pass logits.contiguous(), or "
+            f"use inplace=False"
+        )
     flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
-    args = (
-        logits.reshape(-1, num_classes),
-        flat_target,
-        float(epsilon),
-        weight,
-        int(ignore_index),
-        reduction,
-        kind,
-    )
-    if grad_in_forward or inplace:
-        loss = LSCEGradInForward.apply(*args, bool(inplace))
-    else:
-        loss = LSCEFunction.apply(*args)
+    args = (flat, flat_target, float(epsilon), weight, int(ignore_index), reduction, kind)
+    # our ops must run in the dtypes chosen above, not in autocast's
+    with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
+        if grad_in_forward or inplace:
+            loss = LSCEGradInForward.apply(*args, bool(inplace))
+        else:
+            loss = LSCEFunction.apply(*args)
     return loss.reshape(leading) if reduction == "none" else loss
+
+
+def _autocast_float32(t: Tensor | None) -> Tensor | None:
+    """What autocast gives a float32 op: floating tensors in float32, float64 left alone."""
+    if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+        return t
+    return t.float()
+
+
+def _entries_share_memory(t: Tensor) -> bool:
+    """Whether two entries of t may occupy the same memory (stride 0, overlapping strides).
+
+    Dimensions in order of stride: each must step past everything the smaller ones reach.
+    """
+    reach = 1  # one past the largest offset the dimensions so far reach
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1):
+        if stride < reach:
+            return True
+        reach += (size - 1) * stride
+    return False
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
@@ -738,6 +860,7 @@ class LinearLSCEFunction(torch.autograd.Function):
     z = h Wᵀ + b, their gradient in place, and at once ∂L/∂h = (∂L/∂z) W,
     ∂L/∂W += (∂L/∂z)ᵀ h, ∂L/∂b += Σ_i ∂L/∂z_i. The backward scales these by grad_output.
     Extra memory: one chunk of logits; the price is time (W is read once per chunk).
+    The loss comes back in the compute dtype (float32 for half-precision inputs).
     """
 
     @staticmethod
@@ -760,20 +883,30 @@ class LinearLSCEFunction(torch.autograd.Function):
         denominator = _denominator(rows, reduction)
         one = torch.ones((), dtype=dtype, device=hidden.device)
         scale = _row_scale(one, denominator, rows, reduction)
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        need_h, need_w, need_b, need_t = ctx.needs_input_grad[:4]
         d_hidden = torch.empty_like(hidden) if need_h else None
         # ∂L/∂W and ∂L/∂b add up over chunks: accumulate in the compute dtype
         d_weight = lin_weight.new_zeros(lin_weight.shape, dtype=dtype) if need_w else None
         d_bias = lin_weight.new_zeros(num_classes, dtype=dtype) if need_b else None
+        d_target = torch.empty_like(target) if need_t else None
         row_loss = hidden.new_empty(num_rows, dtype=dtype)
-        finite = torch.ones((), dtype=torch.bool, device=hidden.device)
+        bad = torch.zeros((), dtype=torch.bool, device=hidden.device)
         for a in range(0, num_rows, chunk_rows):
             c = slice(a, min(a + chunk_rows, num_rows))
             h, chunk = hidden[c], rows.take(c)
             # the chunk's logits z = h Wᵀ + b; they become ∂L/∂z in place
             z = h @ lin_weight.T if lin_bias is None else torch.addmm(lin_bias, h, lin_weight.T)
-            row_loss[c], *_, chunk_finite = _forward_pass(z, chunk, scale[c], z)
-            finite = finite & chunk_finite
+            row_loss[c], z_max, _, _, chunk_d_target = _loss_and_gradients(
+                z, chunk, scale[c], z, need_t
+            )
+            # NaN or +inf logits in a counted row (see _check_values); −inf masks a class
+            bad = bad | (chunk.valid & ~(z_max < torch.inf)).any()
+            if not _on_numpy(z):
+                # (the NumPy kernel does this itself) every chunk: a host sync to skip it
+                # would stall the GPU
+                _rows_without_softmax(chunk, z_max, z)
+            if need_t:
+                d_target[c] = chunk_d_target
             if need_h:
                 # ∂L/∂h = (∂L/∂z) W
                 torch.matmul(z, lin_weight, out=d_hidden[c])
@@ -783,17 +916,19 @@ class LinearLSCEFunction(torch.autograd.Function):
             if need_b:
                 # ∂L/∂b += Σ_i ∂L/∂z_i
                 d_bias += z.sum(dim=0, dtype=dtype)
-        if not bool(finite):
+        if bool(bad):
             raise ValueError(
-                "the logits hidden @ lin_weightᵀ + lin_bias are not finite: hidden, lin_weight "
-                "or lin_bias contains NaN or ±inf, or the product overflows"
+                "the logits hidden @ lin_weightᵀ + lin_bias hold NaN or +inf in a row that "
+                "counts: hidden, lin_weight or lin_bias contains NaN or ±inf, or the product "
+                "overflows (lin_bias may hold −inf: that masks a class)"
             )
         ctx.grads = (
             d_hidden,
             None if d_weight is None else d_weight.to(lin_weight.dtype),
             None if d_bias is None else d_bias.to(lin_bias.dtype),
+            d_target,
         )
-        return _reduce(row_loss, reduction, denominator).to(hidden.dtype)
+        return _reduce(row_loss, reduction, denominator)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
@@ -806,12 +941,13 @@ class LinearLSCEFunction(torch.autograd.Function):
             )
         if not bool(grad_output == 1):
             grads = tuple(None if g is None else g.mul_(grad_output) for g in grads)
-        return (*grads, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 # --8<-- [end:linear]
 
 
+@torch.compiler.disable  # as label_smoothing_cross_entropy
 def linear_label_smoothing_cross_entropy(
     hidden: Tensor,
     lin_weight: Tensor,
@@ -831,7 +967,9 @@ def linear_label_smoothing_cross_entropy(
     :func:`label_smoothing_cross_entropy`. Equal to that function applied to the logits,
     with the extra memory of ``chunk_rows`` rows of logits instead of all of them. Its
     gradients are computed in the forward, so 'none' (whose upstream gradient is only
-    known later) is not offered, and backward runs once.
+    known later) is not offered, and backward runs once. Under ``torch.autocast`` the
+    product runs in autocast's dtype and the loss comes back in float32, as with
+    ``F.linear`` followed by ``F.cross_entropy`` (or ``F.linear_cross_entropy``).
     """
     for name, t in (("hidden", hidden), ("lin_weight", lin_weight)):
         if not isinstance(t, Tensor) or not t.is_floating_point():
@@ -852,6 +990,15 @@ def linear_label_smoothing_cross_entropy(
             "gradients in the forward, before the per-row upstream gradient is known. Use "
             "'sum' or 'mean', or the unfused label_smoothing_cross_entropy"
         )
+    device_type = hidden.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    if autocast:
+        # as F.linear under autocast: the product in autocast's dtype (float64 stays)
+        low = torch.get_autocast_dtype(device_type)
+        hidden, lin_weight, lin_bias = (
+            t if t is None or t.dtype == torch.float64 else t.to(low)
+            for t in (hidden, lin_weight, lin_bias)
+        )
     # _validate checks the targets against the logits' shape; a stride-0 view of one
     # zero stands in for the logits, which are never built
     stand_in = hidden.new_zeros(()).expand(hidden.shape[:-1] + (num_classes,))
@@ -860,18 +1007,22 @@ def linear_label_smoothing_cross_entropy(
     itemsize = torch.finfo(_compute_dtype(hidden.dtype)).bits // 8
     chunk_bytes = CUDA_FUSED_CHUNK_BYTES if hidden.is_cuda else FUSED_CHUNK_BYTES
     rows = chunk_rows or max(1, chunk_bytes // (num_classes * itemsize))
-    return LinearLSCEFunction.apply(
-        hidden.reshape(-1, hidden.shape[-1]),
-        lin_weight,
-        lin_bias,
-        flat_target,
-        float(epsilon),
-        weight,
-        int(ignore_index),
-        reduction,
-        kind,
-        int(rows),
-    )
+    # our ops must run in the dtypes chosen above, not in autocast's
+    with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
+        loss = LinearLSCEFunction.apply(
+            hidden.reshape(-1, hidden.shape[-1]),
+            lin_weight,
+            lin_bias,
+            flat_target,
+            float(epsilon),
+            weight,
+            int(ignore_index),
+            reduction,
+            kind,
+            int(rows),
+        )
+    # F.cross_entropy's float32 under autocast, else the input dtype
+    return loss if autocast else loss.to(hidden.dtype)
 
 
 # --8<-- [start:composite]

@@ -31,8 +31,10 @@ def _shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     m = np.max(x, axis=axis, keepdims=True)
     # All −inf (or +inf) rows: shifting by an infinite m would give inf − inf = NaN.
     m = np.where(np.isfinite(m), m, 0.0)
-    # every exponent x_k − m ≤ 0, so exp(x_k − m) ∈ (0, 1] and cannot overflow
-    return x - m, m
+    # every exponent x_k − m ≤ 0, so exp(x_k − m) ∈ (0, 1] and cannot overflow; near the
+    # float limits x_k − m itself may round to −inf, whose exp is the right 0
+    with np.errstate(over="ignore"):
+        return x - m, m
     # --8<-- [end:max-shift]
 
 

@@ -48,14 +48,19 @@ def _statistics_kernel(
     x = tl.load(z_ptr + row * z_stride + cols, mask=inside, other=float("-inf")).to(tl.float32)
     m = tl.max(x, axis=0)
     where = block * BLOCK + tl.argmax(x, axis=0, tie_break_left=True)
+    # tl.max may drop a NaN: make the block's max NaN then, so that the host finds it
+    m = tl.where(tl.max((x != x).to(tl.int32), axis=0) > 0, float("nan"), m)
+    # a block whose classes are all masked (−inf) is shifted by 0, not by −inf (−inf − (−inf)
+    # is NaN): its exponentials are 0 and its gap is Σ a_k·∞ (NaN where an a_k = 0)
+    shift = tl.where(m == float("-inf"), 0.0, m)
     if HAS_WEIGHT:
         a = tl.load(w_ptr + cols, mask=inside, other=0.0).to(tl.float32)
     else:
         a = inside.to(tl.float32)
-    # Σ a_k (m − z_k) ≥ 0; NaN or ±inf logits make it non-finite, which the host checks
-    gap = tl.sum(tl.where(inside, a * (m - x), 0.0), axis=0)
+    # Σ a_k (m − z_k) ≥ 0; a masked class adds a_k·∞
+    gap = tl.sum(tl.where(inside, a * (shift - x), 0.0), axis=0)
     # Σ_{k≠argmax} exp(z_k − m): the max term is left out
-    rest = tl.sum(tl.where(inside & (cols != where), tl.exp(x - m), 0.0), axis=0)
+    rest = tl.sum(tl.where(inside & (cols != where), tl.exp(x - shift), 0.0), axis=0)
     out = row * num_blocks + block
     tl.store(max_ptr + out, m)
     tl.store(arg_ptr + out, where)
@@ -71,14 +76,17 @@ def _merge_blocks(
     block_max: Tensor, where: Tensor, rest: Tensor, gap: Tensor, mass: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Merge the (N, blocks) states of the blocks of each row into the row's state."""
-    # the row max and the first block that holds it
+    # the row max (NaN if a block holds one) and the first block that holds it
     z_max, winner = block_max.max(dim=1)
+    # a block whose classes are all masked has no max term, and its gap holds Σ a_k·∞
+    masked = block_max == -torch.inf
     # every other block's terms, its own max term included, rescaled by exp(max − z_max) ≤ 1;
     # the winning block keeps its rest alone, so the row's max term stays out
-    scaled = (rest + 1.0) * torch.exp(block_max - z_max[:, None])
+    shrink = torch.where(masked, 0.0, torch.exp(block_max - z_max[:, None]))
+    scaled = (rest + 1.0) * shrink
     scaled.scatter_(1, winner[:, None], rest.gather(1, winner[:, None]))
     # Σ_k a_k (z_max − z_k) = Σ_blocks [gap_b + mass_b (z_max − max_b)], all terms ≥ 0
-    row_gap = (gap + mass * (z_max[:, None] - block_max)).sum(dim=1)
+    row_gap = (gap + torch.where(masked, 0.0, mass * (z_max[:, None] - block_max))).sum(dim=1)
     argmax = where.gather(1, winner[:, None])[:, 0].long()
     return z_max, argmax, scaled.sum(dim=1), row_gap
 

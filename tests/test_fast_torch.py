@@ -274,3 +274,55 @@ def test_cuda_float32_true_class_gradient_when_p_is_almost_one(cuda_path, delta)
     ours, theirs = got[1].double().cpu()[rows, target], want[1][rows, target]
     assert ((ours - theirs).abs() / theirs.abs()).max() < 1e-3
     assert abs(float(got[0]) - float(want[0])) < 1e-3 * float(want[0])
+
+
+# Expanded logits and inplace=True: a stride-0 view has one memory cell for many entries,
+# so an in-place gradient would add up the rows' gradients in it, past autograd's checks.
+
+
+def test_inplace_refuses_logits_whose_entries_share_memory(cpu_kernel):
+    base = torch_logits((1, 5), 19).requires_grad_(True)
+    target = target_for("index", (4,), 5, 20)
+    with pytest.raises(ValueError, match=r"entries share memory \(strides \(0, 1\)"):
+        label_smoothing_cross_entropy((base * 1.0).expand(4, 5), target, 0.1, inplace=True)
+    # the other paths give PyTorch's gradient on the same view, and so does a copy in place
+    want = torch.autograd.grad(F.cross_entropy(base.expand(4, 5), target, label_smoothing=0.1),
+                               base)[0]  # fmt: skip
+    for kwargs, logits in [
+        ({}, lambda: (base * 1.0).expand(4, 5)),
+        ({"grad_in_forward": True}, lambda: (base * 1.0).expand(4, 5)),
+        ({"inplace": True}, lambda: (base * 1.0).expand(4, 5).contiguous()),
+    ]:
+        loss = label_smoothing_cross_entropy(logits(), target, 0.1, **kwargs)
+        (got,) = torch.autograd.grad(loss, base)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14, msg=str(kwargs))
+
+
+def test_inplace_takes_strided_views_that_do_not_overlap(cpu_kernel):
+    """A transposed or sliced view is not contiguous, but no two entries share memory."""
+    x = torch_logits((7, 12), 21).requires_grad_(True)
+    target = target_for("index", (6,), 7, 22)
+    for view in (lambda t: t.T[::2], lambda t: t.T[1:7]):
+        want = torch.autograd.grad(F.cross_entropy(view(x), target, label_smoothing=0.1), x)[0]
+        loss = label_smoothing_cross_entropy(view(x * 1.0), target, 0.1, inplace=True)
+        torch.testing.assert_close(torch.autograd.grad(loss, x)[0], want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("grad_in_forward", [False, True])
+def test_nan_and_plus_inf_are_refused_before_or_after_an_inplace_gradient(
+    cpu_kernel, bad, grad_in_forward
+):
+    """The check reads the row statistics, not the logits, which inplace=True overwrote."""
+    x = torch_logits((4, 6), 23).requires_grad_(True)
+    target = target_for("index", (4,), 6, 24)
+    logits = x * 1.0
+    with torch.no_grad():
+        logits[2, 3] = bad
+    shown = "nan" if bad != bad else "inf"
+    pattern = rf"NaN or \+inf in 1 row\(s\) that count, the first with {shown} at index \(2, 3\)"
+    for inplace in (False, True):
+        with pytest.raises(ValueError, match=pattern):
+            label_smoothing_cross_entropy(
+                logits.clone(), target, 0.1, grad_in_forward=grad_in_forward, inplace=inplace
+            )

@@ -218,5 +218,29 @@ def test_torch_fused_frozen_weight_and_errors():
         linear_label_smoothing_cross_entropy(hidden, lin_weight.T, target)
     bad = hidden.detach().clone()
     bad[2, 1] = float("inf")
-    with pytest.raises(ValueError, match="are not finite"):
+    with pytest.raises(ValueError, match="hold NaN or \\+inf in a row that counts"):
         linear_label_smoothing_cross_entropy(bad, lin_weight, target)
+
+
+def test_torch_fused_probability_targets_that_require_grad():
+    """∂L/∂t of the fused loss equals autograd's through F.linear and F.cross_entropy."""
+    rng = rng_for("torch soft grad")
+    arrays = make_case(rng, 10, 6, 37, "soft")
+    hidden, lin_weight, lin_bias = (torch.tensor(a) for a in arrays[:3])
+    target = torch.tensor(random_soft_targets(rng, (10,), 37, normalised=False))
+    for reduction, chunk_rows in itertools.product(["mean", "sum"], [3, None]):
+        theirs_t = target.clone().requires_grad_(True)
+        leaves = [t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)]
+        want = F.cross_entropy(F.linear(*leaves), theirs_t, reduction=reduction,
+                               label_smoothing=0.2)  # fmt: skip
+        want.backward()
+        ours_t = target.clone().requires_grad_(True)
+        mine = [t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)]
+        got = linear_label_smoothing_cross_entropy(
+            mine[0], mine[1], ours_t, 0.2, lin_bias=mine[2], reduction=reduction,
+            chunk_rows=chunk_rows,
+        )  # fmt: skip
+        got.backward()
+        torch.testing.assert_close(ours_t.grad, theirs_t.grad, rtol=1e-10, atol=1e-13)
+        for a, b in zip(mine, leaves, strict=True):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-13)

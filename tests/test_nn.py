@@ -7,6 +7,7 @@ test runs on the CPU and, when a GPU is present, on CUDA.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -256,7 +257,7 @@ def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error
 
 
 def test_non_finite_and_integer_logits_are_refused():
-    with pytest.raises(ValueError, match=r"non-finite value\(s\).*index \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 2\)"):
         z = torch.zeros(2, 3)
         z[1, 2] = float("nan")
         label_smoothing_cross_entropy(z, torch.tensor([0, 1]))
@@ -281,9 +282,95 @@ def test_bad_values_are_caught_on_every_device(device, grad_in_forward):
         label_smoothing_cross_entropy(
             z, torch.tensor([0, 7, -100], device=device), grad_in_forward=grad_in_forward
         )
-    with pytest.raises(ValueError, match=r"non-finite value\(s\).*index \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*inf at index \(1, 2\)"):
         bad = z.detach().clone()
         bad[1, 2] = float("inf")
         label_smoothing_cross_entropy(
             bad, torch.tensor([0, 1, 2], device=device), grad_in_forward=grad_in_forward
         )
+
+
+# Probability targets that require grad: PyTorch gives ∂L/∂t, and so must we. With
+# r = w ⊙ ((1 − ε) t + ε/K), ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik, times the reduction's scale.
+
+
+def _soft_case(device, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch_logits((6, 5), seed, device)
+    # unnormalised and with zeros, as PyTorch's OpInfo samples are
+    t = torch.rand(6, 5, generator=g, dtype=torch.float64) * (torch.rand(6, 5, generator=g) > 0.2)
+    weight = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
+    return z, t.to(device), weight.to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("mode", ["default", "grad_in_forward", "inplace"])
+def test_probability_targets_that_require_grad_get_their_gradient(device, reduction, mode):
+    z, t, weight = _soft_case(device, 31)
+    for w in (None, weight):
+        x = z.clone().requires_grad_(True)
+        target = t.clone().requires_grad_(True)
+        want = _builtin(x, target, 0.2, reduction, w)
+        upstream = torch.rand_like(want) + 0.5
+        theirs = torch.autograd.grad(want, (x, target), upstream)
+        options = {"grad_in_forward": mode != "default", "inplace": mode == "inplace"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning about float() of a graph node
+            x = z.clone().requires_grad_(True)
+            target = t.clone().requires_grad_(True)
+            loss = label_smoothing_cross_entropy(
+                x * 1.0, target, 0.2, reduction=reduction, weight=w, **options
+            )
+            loss.backward(upstream)
+        assert target.grad is not None, "∂L/∂target missing"
+        torch.testing.assert_close(target.grad, theirs[1], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(x.grad, theirs[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_only_the_target_requires_grad(device):
+    z, t, _ = _soft_case(device, 32)
+    target = t.clone().requires_grad_(True)
+    for grad_in_forward in (False, True):
+        (ours,) = torch.autograd.grad(
+            label_smoothing_cross_entropy(z, target, 0.1, grad_in_forward=grad_in_forward), target
+        )
+        (theirs,) = torch.autograd.grad(_builtin(z, target, 0.1, "mean", None), target)
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradcheck_with_respect_to_logits_and_probability_targets(reduction, weighted):
+    z, t, weight = _soft_case("cpu", 33)
+    z.requires_grad_(True)
+    t = (t + 0.05).requires_grad_(True)
+
+    def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return label_smoothing_cross_entropy(
+            x, target, 0.15, reduction=reduction, weight=weight if weighted else None
+        )
+
+    assert torch.autograd.gradcheck(loss, (z, t))
+
+
+# Finite float32 logits near ±3e38: their differences overflow, and ε = 0 multiplied
+# the infinite smoothing sum by 0 (NaN). PyTorch gives a number.
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("grad_in_forward", [False, True])
+def test_logits_near_the_float32_limit_give_pytorchs_numbers(device, grad_in_forward):
+    z = torch.tensor([[3e38, -3e38, 0.0], [1.0, -3e38, 2.0]], device=device)
+    target = torch.tensor([0, 2], device=device)
+    for eps in (0.0, 0.1):
+        ours, our_grad, upstream = _loss_and_grad(
+            label_smoothing_cross_entropy, z, target, eps, reduction="none",
+            grad_in_forward=grad_in_forward,
+        )  # fmt: skip
+        theirs, their_grad, _ = _loss_and_grad(
+            _builtin, z, target, eps, "none", None, upstream=upstream
+        )
+        torch.testing.assert_close(ours, theirs, equal_nan=False)
+        torch.testing.assert_close(our_grad, their_grad)

@@ -108,6 +108,79 @@ def all_ignored() -> None:
     # --8<-- [end:all_ignored]
 
 
+def masked_classes() -> None:
+    """−inf logits (masked classes) give PyTorch's numbers; smoothing makes the loss inf."""
+    # --8<-- [start:masked_classes]
+    logits = torch.tensor([[2.0, 0.5, -torch.inf, 1.0]], requires_grad=True)  # class 2 masked
+    target = torch.tensor([0])
+    plain = LabelSmoothingCrossEntropy(epsilon=0.0)(logits, target)
+    assert torch.isfinite(plain)  # ε = 0: the masked class plays no part
+    smoothed = LabelSmoothingCrossEntropy(epsilon=0.1)(logits, target)
+    assert smoothed.item() == float("inf")  # its ε/K of target mass meets log p = −inf
+    builtin = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert builtin.item() == float("inf")  # PyTorch's answer too
+    smoothed.backward()
+    assert torch.isfinite(logits.grad).all()  # the gradient p − q stays finite:
+    assert np.isclose(logits.grad[0, 2].item(), -0.1 / 4)  # −ε/K at the masked class
+    # --8<-- [end:masked_classes]
+
+
+def masking_with_smoothing() -> None:
+    """Smoothing over the allowed classes only: a very negative logit and soft targets."""
+    rng = np.random.default_rng(2)
+    # --8<-- [start:masking_with_smoothing]
+    K, eps = 6, 0.1
+    logits = torch.tensor(rng.normal(size=(2, K)))
+    allowed = torch.tensor([[1, 1, 1, 0, 1, 1], [0, 1, 1, 1, 0, 1]], dtype=torch.bool)
+    target = torch.tensor([4, 2])
+    # a finite mask value: p = 0 there, and a target mass of 0 costs 0 (0 · −inf is NaN)
+    masked = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    # (1 − ε) on the true class, ε spread over the row's allowed classes only
+    share = allowed / allowed.sum(-1, keepdim=True, dtype=torch.float64)
+    q = (1 - eps) * F.one_hot(target, K).to(share.dtype) + eps * share
+    loss = LabelSmoothingCrossEntropy(epsilon=0.0, reduction="none")(masked, q)
+    # the same as smoothing each row over its own allowed classes, K' = 5 and K' = 4
+    for row in range(2):
+        kept = logits[row, allowed[row]]
+        y = int(allowed[row, : target[row]].sum())  # the true class among the kept ones
+        alone = F.cross_entropy(kept[None], torch.tensor([y]), label_smoothing=eps)
+        assert torch.isclose(loss[row], alone, rtol=1e-12, atol=0)
+    # --8<-- [end:masking_with_smoothing]
+
+
+def deliberate_differences() -> None:
+    """What PyTorch does with the inputs we refuse (the table on the page)."""
+    # --8<-- [start:deliberate_differences]
+    g = torch.Generator().manual_seed(3)
+    z, y = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2])
+    probabilities = torch.softmax(torch.randn(3, 4, generator=g, dtype=torch.float64), -1)
+    w = torch.ones(4, dtype=torch.float64)
+    # ε < 0 and NaN: PyTorch smooths nothing, as at ε = 0
+    for eps in (-0.1, float("nan")):
+        assert F.cross_entropy(z, y, label_smoothing=eps) == F.cross_entropy(z, y)
+    # negative "probabilities" give a number; NaN ones NaN
+    assert torch.isfinite(F.cross_entropy(z, probabilities - 0.5))
+    assert torch.isnan(F.cross_entropy(z, probabilities * torch.nan))
+    # a negative class weight gives a number, a NaN or infinite one NaN
+    assert torch.isfinite(F.cross_entropy(z, y, weight=w - 2))
+    for bad in (torch.nan, torch.inf):
+        assert torch.isnan(F.cross_entropy(z, y, weight=w.index_fill(0, torch.tensor(1), bad)))
+    # NaN or +inf in a row that counts: a NaN loss
+    for bad in (torch.nan, torch.inf):
+        logits = z.clone()
+        logits[1, 2] = bad
+        assert torch.isnan(F.cross_entropy(logits, y))
+    # an ignored row without a softmax (NaN, +inf, or all −inf) gets a NaN gradient
+    x = z.clone()
+    x[2] = -torch.inf
+    x.requires_grad_(True)
+    F.cross_entropy(x, torch.tensor([0, 1, -100])).backward()
+    assert torch.isnan(x.grad[2]).all() and torch.isfinite(x.grad[:2]).all()
+    # zero classes: a NaN mean
+    assert torch.isnan(F.cross_entropy(torch.zeros(5, 0), torch.zeros(5, 0)))
+    # --8<-- [end:deliberate_differences]
+
+
 EXAMPLES = (
     class_axis_last,
     class_axis_last_torch,
@@ -115,6 +188,9 @@ EXAMPLES = (
     weighted_optimum,
     mean_denominators,
     all_ignored,
+    masked_classes,
+    masking_with_smoothing,
+    deliberate_differences,
 )
 
 

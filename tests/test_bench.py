@@ -1,0 +1,96 @@
+"""The benchmark command: quick mode measures torch's fused heads and the torch CPU rows'
+memory, each in a child process; older JSON renders with the newer rows as not measured;
+the goals table is plain."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from tests.lessons import ROOT, run_python
+from tests.test_lessons_10 import load_bench
+
+bench = load_bench()
+SAVED = ROOT / "docs" / "benchmarks"
+NEW_ROWS = [bench.TORCH_LCE, bench.CHUNKED, bench.CHUNKED_PLAIN]
+
+
+@pytest.mark.skipif(not bench.CLEAR_REFS.exists(), reason="peak RSS needs Linux /proc")
+def test_child_peak_rss_sees_what_one_call_allocates() -> None:
+    # the CPU floor, torch.softmax, returns one new array of the logits' size
+    shape = (1024, 4096)
+    logits_bytes = shape[0] * shape[1] * 4
+    peak = bench.peak_rss_bytes("sizes", bench.FLOOR, shape, torch.float32)
+    assert peak is not None and 0.9 * logits_bytes <= peak <= 2 * logits_bytes, peak
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = run_python(["benchmarks/bench.py", "--quick", "--out", str(out)], out.parent)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_measures_torch_fused_heads_and_torch_cpu_memory(quick: dict) -> None:
+    fused = {row["impl"]: row for row in quick["fused_linear"]["rows"]}
+    for name in [*NEW_ROWS, bench.FUSED, bench.UNFUSED]:
+        row = fused[name]
+        assert row["error"] is None and row["time_s"] > 0 and row["peak_bytes"] > 0, row
+    # the same loss as the unfused path (or, at ε = 0, another loss: no comparison)
+    assert fused[bench.TORCH_LCE]["max_rel_error_vs_unfused"] < 1e-5
+    assert fused[bench.CHUNKED_PLAIN]["max_rel_error_vs_unfused"] is None
+    for row in quick["results"]:
+        assert row["peak_bytes"] is not None, row
+        if row["size"] == [512, 1000]:
+            assert row["peak_bytes"] > 0, row
+
+
+@pytest.mark.slow
+def test_quick_run_lists_every_goal_as_not_measured(quick: dict) -> None:
+    # quick sizes are not the goals' sizes: every goal is listed, none has a value
+    goals = quick["targets"]
+    assert any(bench.CHUNKED_PLAIN in goal["target"] for goal in goals)
+    assert all(goal["value"] is None and goal["pass"] is None for goal in goals)
+
+
+def test_older_json_shows_the_newer_rows_as_not_measured() -> None:
+    data = json.loads((SAVED / "cpu.json").read_text())
+    older = copy.deepcopy(data)
+    older["fused_linear"]["rows"] = [
+        row for row in older["fused_linear"]["rows"] if row["impl"] not in NEW_ROWS
+    ]
+    text = bench.markdown(older)
+    for name in NEW_ROWS:
+        assert f"| {name} | not measured | — | — | — | — | — | — |" in text
+    chunked_goals = [line for line in text.splitlines() if f"/ {bench.CHUNKED}" in line]
+    assert len(chunked_goals) == 4
+    assert all(line.endswith("| not measured | — |") for line in chunked_goals)
+    # a row it has keeps its numbers
+    fused_row = next(r for r in data["fused_linear"]["rows"] if r["impl"] == bench.FUSED)
+    assert f"| {bench.FUSED} | {bench._time(fused_row['time_s'])} |" in text
+
+
+def test_goals_are_a_plain_table_of_goal_and_measured() -> None:
+    data = json.loads((SAVED / "cpu.json").read_text())
+    failing = copy.deepcopy(data)
+    failing["results"] = [
+        row | {"vs_builtin": 9.0} if row["impl"] == "NumPy fast" else row
+        for row in failing["results"]
+    ]
+    text = bench.markdown(failing)
+    assert "| goal | limit | measured | met |" in text
+    assert "| NumPy fast time / built-in (8192×32000) | ≤ 0.4 | 9 | no |" in text
+    assert "FAIL" not in text
+
+
+@pytest.mark.parametrize("page", ["benchmarks.md", "benchmarks/cpu.txt", "benchmarks/cuda.txt"])
+def test_benchmarks_page_speaks_to_readers(page: str) -> None:
+    text = (ROOT / "docs" / page).read_text()
+    assert "FAIL" not in text
+    for words in ("issue", "build machine", "next thing to try"):
+        assert words not in text.lower(), f"docs/{page} says {words!r}"
