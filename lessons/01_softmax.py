@@ -25,7 +25,8 @@ table = CheckTable("Lesson 01: softmax and log-sum-exp")
 
 logsumexp = exercises.choose("1.1", console)
 log_softmax = exercises.choose("1.2", console)
-# A bug in your exercise shows as "off (not required)" rather than failing the lesson.
+# A check that runs your function says `uses=`: if it fails, the table names your
+# function and `lsce check`, and the lesson exits non-zero.
 yours_lse = logsumexp is not reference_logsumexp
 yours_log_softmax = log_softmax is not reference_log_softmax
 
@@ -100,7 +101,7 @@ table.compare(
     logsumexp(big),
     lse_by_hand,
     rtol=1e-15,
-    required=not yours_lse,
+    uses="1.1",
 )
 
 # %% [markdown]
@@ -129,7 +130,7 @@ table.compare(
     ours_lse,
     torch_lse,
     rtol=1e-14,
-    required=not yours_lse,
+    uses="1.1",
 )
 # log p_y of a confident row is about −1e-300 and is rounded to a few ulps of max|z| = 1000,
 # so we allow an absolute difference of a few 1e-13 there.
@@ -139,14 +140,14 @@ table.compare(
     torch_log_p,
     rtol=1e-14,
     atol=1e-12,
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 table.compare(
     "softmax rows sum to 1",
     stable_softmax(z).sum(axis=-1),
     np.ones(len(scales)),
     rtol=1e-15,
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 # lse(z + c) = lse(z) + c: the identity the max-shift relies on
 shift = rng.normal(size=(len(scales), 1)) * 500
@@ -155,7 +156,7 @@ table.compare(
     logsumexp(z + shift),
     ours_lse + shift[:, 0],
     rtol=1e-14,
-    required=not yours_lse,
+    uses="1.1",
 )
 # A fully masked row (every logit −inf) has lse = log 0 = −inf; NaN would poison a batch.
 masked = np.full(4, -np.inf)
@@ -165,11 +166,11 @@ table.claim(
     "a row of −inf gives lse = −inf, as torch does",
     bool(np.isneginf(lse_masked) and np.isneginf(torch.logsumexp(torch.tensor(masked), 0))),
     f"logsumexp([−inf]*4) = {lse_masked}",
-    required=not yours_lse,
+    uses="1.1",
 )
 if yours_lse:
     table.compare(
-        "your logsumexp vs lsce_scratch", logsumexp(z), reference_logsumexp(z), required=False
+        "your logsumexp vs lsce_scratch", logsumexp(z), reference_logsumexp(z), uses="1.1"
     )
 if yours_log_softmax:
     table.compare(
@@ -177,7 +178,7 @@ if yours_log_softmax:
         log_softmax(z),
         reference_log_softmax(z),
         atol=1e-12,
-        required=False,
+        uses="1.2",
     )
 
 # %% [markdown]
@@ -202,21 +203,21 @@ table.claim(
     "float32 log(softmax) gives −inf for a logit 120 below the max",
     bool(np.isneginf(log_of_softmax[-1])),
     f"log(softmax)[-1] = {log_of_softmax[-1]}",
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 table.compare(
     "float32 log_softmax = float64 log_softmax",
     log_softmax(x32),
     reference_log_softmax(x32.astype(np.float64)),
     rtol=1e-7,
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 table.compare(
     "float32 log_softmax vs torch (float32)",
     log_softmax(x32),
     torch.log_softmax(torch.from_numpy(x32), dim=-1).numpy(),
     rtol=1e-7,
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 # float32 carries about 7 significant digits (unit roundoff 2^−24 ≈ 6e-8)
 table.compare(
@@ -224,7 +225,7 @@ table.compare(
     logsumexp(z.astype(np.float32)),
     ours_lse,
     rtol=1e-6,
-    required=not yours_lse,
+    uses="1.1",
 )
 
 # %% [markdown]
@@ -292,13 +293,13 @@ table.compare(
     stable_lse[np.float32],
     stable_lse[np.float64],
     rtol=1e-6,
-    required=not yours_lse,
+    uses="1.1",
 )
 table.claim(
     "log_softmax stays finite at every scale, float32 and float64",
     bool(all(np.isfinite(v).all() for v in stable_log_pmin.values())),
     f"log(softmax) float32 gives −inf from s = {s[np.isneginf(naive_log_pmin[np.float32])][0]:.1f}",
-    required=not yours_log_softmax,
+    uses="1.2",
 )
 
 # %%

@@ -27,7 +27,8 @@ table = CheckTable("Lesson 02: numerical gradients")
 
 rel_error = exercises.choose("2.1", console)
 numerical_gradient = exercises.choose("2.2", console)
-# A bug in your exercise shows as "off (not required)" rather than failing the lesson.
+# A check that runs your functions says `uses=`: if it fails, the table names your
+# function and `lsce check`, and the lesson exits non-zero.
 yours = (
     rel_error is not reference_rel_error or numerical_gradient is not reference_numerical_gradient
 )
@@ -124,7 +125,7 @@ table.claim(
     "rel_error of two zero arrays is 0, not NaN",
     rel_error(np.zeros(3), np.zeros(3)) == 0.0,
     f"rel_error(0, 0) = {rel_error(np.zeros(3), np.zeros(3))}",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 # scale-free: multiplying both arguments by 1e6 does not change the verdict
 a, b = rng.normal(size=5), rng.normal(size=5)
@@ -133,7 +134,7 @@ table.compare(
     rel_error(1e6 * a, 1e6 * b),
     rel_error(a, b),
     rtol=1e-12,
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 
 # %% [markdown]
@@ -172,20 +173,20 @@ table.claim(
     "LSCE: analytic vs numerical gradient passes (≤ 1e-7)",
     verdict(error) == "pass",
     f"rel_error {error:.1e}",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 table.claim(
     "numerical gradient vs torch autograd passes (≤ 1e-7)",
     verdict(rel_error(numeric, torch_grad)) == "pass",
     f"rel_error {rel_error(numeric, torch_grad):.1e}",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 table.compare("lsce_backward vs torch autograd", analytic, torch_grad, rtol=1e-12)
 table.claim(
     "numerical_gradient leaves its input alone",
     bool(np.array_equal(z, z_before)),
     f"z unchanged after {2 * z.size} nudges",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 if yours:
     table.compare(
@@ -193,14 +194,14 @@ if yours:
         numeric,
         reference_numerical_gradient(f, z, h=1e-5),
         rtol=1e-6,
-        required=False,
+        uses="2.2",
     )
     table.compare(
         "your rel_error vs lsce_scratch",
         rel_error(analytic, numeric),
         reference_rel_error(analytic, numeric),
         rtol=1e-12,
-        required=False,
+        uses="2.1",
     )
 
 # %% [markdown]
@@ -236,7 +237,7 @@ table.claim(
     "float32 check of the right gradient does not pass",
     verdict(error32) != "pass",
     f"rel_error {error32:.1e}: float64 is the only dtype to check in",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 
 # %% [markdown]
@@ -273,7 +274,7 @@ table.claim(
     "a confident row pushes a right gradient out of 'pass'",
     verdict(noisy_error) != "pass",
     f"rel_error {noisy_error:.1e}",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 table.compare(
     "… while it matches torch autograd",
@@ -379,13 +380,13 @@ table.claim(
     and verdict(full_check["float64"][0]) == "fail"
     and verdict(full_check["float64"][-1]) == "fail",
     "too small: rounding; too large: truncation",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 table.claim(
     "float32 LSCE check passes at no h",
     all(verdict(e) != "pass" for e in full_check["float32"]),
     f"best {min(full_check['float32']):.1e}",
-    required=not yours,
+    uses=("2.1", "2.2"),
 )
 
 # %%

@@ -34,7 +34,8 @@ table = CheckTable("Lesson 04: label smoothing")
 
 smooth_labels = exercises.choose("4.1", console)
 label_smoothing_cross_entropy = exercises.choose("4.2", console)
-# A bug in your exercise shows as "off (not required)" rather than failing the lesson.
+# A check that runs your function says `uses=`: if it fails, the table names your
+# function and `lsce check`, and the lesson exits non-zero.
 yours_q = smooth_labels is not reference_smooth_labels
 yours_loss = label_smoothing_cross_entropy is not reference_loss
 
@@ -55,8 +56,8 @@ print(q)
 
 by_hand = np.full((3, K), eps / K)
 by_hand[np.arange(3), y] = 1 - eps + eps / K
-table.compare("q = (1−ε)·onehot + ε/K, by hand", q, by_hand, rtol=1e-15, required=not yours_q)
-table.compare("rows of q sum to 1", q.sum(axis=-1), np.ones(3), rtol=1e-15, required=not yours_q)
+table.compare("q = (1−ε)·onehot + ε/K, by hand", q, by_hand, rtol=1e-15, uses="4.1")
+table.compare("rows of q sum to 1", q.sum(axis=-1), np.ones(3), rtol=1e-15, uses="4.1")
 
 logits = rng.normal(size=(3, K)) * 3
 # --8<-- [start:targets-torch]
@@ -70,7 +71,7 @@ table.compare(
     torch_ls.numpy(),
     torch_soft.numpy(),
     rtol=1e-14,
-    required=not yours_q,
+    uses="4.1",
 )
 if yours_q:
     table.compare(
@@ -78,7 +79,7 @@ if yours_q:
         q,
         reference_smooth_labels(y, K, eps),
         rtol=1e-15,
-        required=False,
+        uses="4.1",
     )
 
 # %% [markdown]
@@ -134,9 +135,7 @@ for reduction in ("mean", "sum", "none"):
     ours = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
     lsce = label_smoothing_cross_entropy(z, y, eps, reduction=reduction)
     # --8<-- [end:article-check]
-    table.compare(
-        f"article = −Σ q log p ({reduction})", article, ours, rtol=1e-13, required=not yours_q
-    )
+    table.compare(f"article = −Σ q log p ({reduction})", article, ours, rtol=1e-13, uses="4.1")
     table.compare(
         f"article = F.cross_entropy(label_smoothing) ({reduction})", article, builtin, rtol=1e-13
     )
@@ -145,7 +144,7 @@ for reduction in ("mean", "sum", "none"):
         lsce,
         article,
         rtol=1e-13,
-        required=not yours_loss,
+        uses="4.2",
     )
     if yours_loss:
         table.compare(
@@ -153,7 +152,7 @@ for reduction in ("mean", "sum", "none"):
             lsce,
             reference_loss(z, y, eps, reduction=reduction),
             rtol=1e-12,
-            required=False,
+            uses="4.2",
         )
 
 # %% [markdown]
@@ -185,13 +184,13 @@ table.claim(
     "code gives the true class 1 − ε + ε/K, not 1 − ε",
     bool(np.allclose(code[np.arange(N), y], 1 - eps + eps / K, rtol=1e-15, atol=0)),
     f"{1 - eps + eps / K:.6f} vs prose {1 - eps:.6f}",
-    required=not yours_q,
+    uses="4.1",
 )
 table.claim(
     "code gives the others ε/K, not ε",
     bool(np.allclose(code[np.eye(K)[y] == 0], eps / K, rtol=1e-15, atol=0)),
     f"{eps / K:.6f} vs prose {eps:.6f}",
-    required=not yours_q,
+    uses="4.1",
 )
 # Even renormalised, the prose's target is not the code's: its loss differs.
 prose_loss = -np.sum(prose / prose.sum(axis=-1, keepdims=True) * log_softmax(z), axis=-1).mean()
@@ -238,7 +237,7 @@ table.compare(
     others,
     rescaled,
     rtol=1e-14,
-    required=not yours_q,
+    uses="4.1",
 )
 table.compare(
     "fairseq's ε/(K−1) loss = F.cross_entropy(label_smoothing=ε')",
@@ -256,7 +255,7 @@ table.compare(
     ),
     np.array([[0.9, 0.1], [0.95, 0.05]]),
     rtol=1e-15,
-    required=not yours_q,
+    uses="4.1",
 )
 
 # %% [markdown]
@@ -282,17 +281,16 @@ ce = label_smoothing_cross_entropy(z, y, eps, reduction="none")
 at_floor = label_smoothing_cross_entropy(np.log(q), y, eps, reduction="none")
 # --8<-- [end:kl]
 
-table.compare("CE(q, p) = KL(q‖p) + H(q)", ce, kl + entropy, rtol=1e-13, required=not yours_loss)
+table.compare("CE(q, p) = KL(q‖p) + H(q)", ce, kl + entropy, rtol=1e-13, uses=("4.1", "4.2"))
 table.claim("KL(q‖p) ≥ 0, so CE ≥ H(q)", bool(np.all(kl >= 0)), f"min KL {kl.min():.3f}")
-table.compare(
-    "loss at z = log q equals H(q)", at_floor, entropy, rtol=1e-14, required=not yours_loss
-)
+table.compare("loss at z = log q equals H(q)", at_floor, entropy, rtol=1e-14, uses="4.2")
 _, floor_cache = lsce_forward(np.log(q), y, eps)
 floor_grad = lsce_backward(1.0, floor_cache)
 table.claim(
     "gradient p − q vanishes at z = log q",
     float(np.abs(floor_grad).max()) < 1e-17,
     f"max |∂L/∂z| = {np.abs(floor_grad).max():.1e}",
+    uses="4.1",
 )
 
 # %% [markdown]
@@ -311,6 +309,11 @@ table.claim(
 
 
 # %%
+# The numbers and the figure from here on must be right: yours while it agreed, else ours.
+label_smoothing_cross_entropy = table.trusted("4.2", label_smoothing_cross_entropy, reference_loss)
+smooth_labels = table.trusted("4.1", smooth_labels, reference_smooth_labels)
+
+
 # --8<-- [start:gap]
 def gap_logits(d: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows [d, 0, …, 0]: class 0 (the true class) leads the others by d."""
@@ -382,7 +385,7 @@ table.claim(
     "golden section on the loss finds d*",
     abs(d_golden - d_star) < 1e-6,
     f"{d_golden:.8f} vs {d_star:.8f}",
-    required=not yours_loss,
+    uses="4.2",
 )
 table.claim(
     "bisection on ∂ℓ/∂d (lsce_backward) finds d*",
@@ -394,7 +397,7 @@ table.compare(
     loss_at_gap(d_star, K, eps)[0],
     floor,
     rtol=1e-13,
-    required=not yours_loss,
+    uses="4.2",
 )
 table.claim("H(q) = 0.6678 for K = 37, ε = 0.1", abs(floor - 0.6678) < 5e-5, f"{floor:.6f}")
 table.compare(
@@ -420,7 +423,7 @@ for i, e in enumerate(epsilons):
             "ε = 0: ℓ(d) strictly decreases, no minimum",
             bool(np.all(np.diff(curve) < 0)),
             f"ℓ(16) = {curve[-1]:.1e}",
-            required=not yours_loss,
+            uses="4.2",
         )
         continue
     d_e = optimal_logit_gap(K, e)
@@ -443,7 +446,7 @@ for i, e in enumerate(epsilons):
         f"ε = {e}: grid minimum next to d* = {d_e:.3f}, never below H(q)",
         abs(gaps[np.argmin(curve)] - d_e) <= gaps[1] - gaps[0] and curve.min() >= floor_e - 1e-12,
         f"grid argmin {gaps[np.argmin(curve)]:.3f}, min {curve.min():.6f} ≥ H(q) {floor_e:.6f}",
-        required=not yours_loss,
+        uses="4.2",
     )
 left.set(
     xlabel="logit gap d = z_y − z_other",
@@ -475,7 +478,7 @@ table.claim(
     "golden section = ln(1 + K(1−ε)/ε) for K ∈ {2, 10, 37, 1000}",
     worst < 1e-5,
     f"worst |Δd| {worst:.1e} over {4 * len(eps_marks)} (K, ε) pairs",
-    required=not yours_loss,
+    uses="4.2",
 )
 
 # %%

@@ -104,17 +104,15 @@ numeric = numerical_gradient(lambda x: float(lsce_forward(x, y, eps)[0]), z)
 print(f"rel_error vs numerical: {rel_error(grad, numeric):.1e}")
 # --8<-- [end:p-minus-q]
 
-table.compare("loss vs F.cross_entropy", loss, torch_loss, rtol=1e-14, required=not yours_forward)
+table.compare("loss vs F.cross_entropy", loss, torch_loss, rtol=1e-14, uses="5.1")
 # p − q is rounded to a few ulps of 1 (1e-16) where p_k ≈ q_k; lesson 03 explains the atol
-table.compare("∂L/∂z = (p − q)/N", grad, by_hand, rtol=1e-12, atol=1e-16, required=not yours)
-table.compare(
-    "∂L/∂z vs torch autograd", grad, torch_grad, rtol=1e-12, atol=1e-16, required=not yours
-)
+table.compare("∂L/∂z = (p − q)/N", grad, by_hand, rtol=1e-12, atol=1e-16, uses="5.2")
+table.compare("∂L/∂z vs torch autograd", grad, torch_grad, rtol=1e-12, atol=1e-16, uses="5.2")
 table.claim(
     "∂L/∂z vs numerical gradient passes (≤ 1e-7)",
     verdict(rel_error(grad, numeric)) == "pass",
     f"rel_error {rel_error(grad, numeric):.1e}",
-    required=not yours,
+    uses="5.2",
 )
 
 # %% [markdown]
@@ -132,16 +130,14 @@ for reduction, g in upstream.items():
     loss, grad = ours(z, y, eps, dloss=g, reduction=reduction)
     torch_loss, torch_grad = torch_reference(z, y, eps, reduction, dloss=g)
     # --8<-- [end:reductions]
-    table.compare(
-        f"{reduction}: loss vs torch", loss, torch_loss, rtol=1e-14, required=not yours_forward
-    )
+    table.compare(f"{reduction}: loss vs torch", loss, torch_loss, rtol=1e-14, uses="5.1")
     table.compare(
         f"{reduction}: gradient vs torch",
         grad,
         torch_grad,
         rtol=1e-12,
         atol=1e-16,
-        required=not yours,
+        uses="5.2",
     )
 
 z3 = rng.normal(size=(2, 3, K)) * 4  # (batch, positions, K): classes on the last axis
@@ -156,7 +152,7 @@ for reduction in ("mean", "none"):
         np.concatenate([np.ravel(torch_loss), torch_grad.ravel()]),
         rtol=1e-12,
         atol=1e-16,
-        required=not yours,
+        uses="5.2",
     )
 
 # %% [markdown]
@@ -185,7 +181,7 @@ for reduction in ("mean", "sum", "none"):
         loss,
         torch_loss,
         rtol=1e-14,
-        required=not yours_forward,
+        uses="5.3",
     )
     table.compare(
         f"weight + ignore_index, {reduction}: gradient vs torch",
@@ -193,7 +189,7 @@ for reduction in ("mean", "sum", "none"):
         torch_grad,
         rtol=1e-12,
         atol=1e-16,
-        required=not yours,
+        uses="5.3",
     )
 
 # the gradient by hand: rows (S·p − r) / Σ_valid w_y, ignored rows 0
@@ -205,23 +201,19 @@ r = np.where(valid, w * q, 0.0)
 denominator = w[y_ignored[y_ignored != -100]].sum()
 by_hand = (r.sum(axis=-1, keepdims=True) * softmax(z) - r) / denominator
 _, grad = ours(z, y_ignored, eps, weight=w)
-table.compare(
-    "weighted mean: (S·p − r) / Σ w_y", grad, by_hand, rtol=1e-12, atol=1e-16, required=not yours
-)
+table.compare("weighted mean: (S·p − r) / Σ w_y", grad, by_hand, rtol=1e-12, atol=1e-16, uses="5.3")
 numeric = numerical_gradient(lambda x: float(lsce_forward(x, y_ignored, eps, weight=w)[0]), z)
 table.claim(
     "weighted, ignored rows: numerical gradient passes",
     verdict(rel_error(grad, numeric)) == "pass",
     f"rel_error {rel_error(grad, numeric):.1e}",
-    required=not yours,
+    uses="5.3",
 )
 all_ignored = np.full(N, -100)
 loss, grad = ours(z, all_ignored, eps, weight=w)
 torch_loss, torch_grad = torch_reference(z, all_ignored, eps, "mean", w)
-table.compare(
-    "all rows ignored: mean is NaN, as in torch", loss, torch_loss, required=not yours_forward
-)
-table.compare("all rows ignored: gradient as in torch", grad, torch_grad, required=not yours)
+table.compare("all rows ignored: mean is NaN, as in torch", loss, torch_loss, uses="5.3")
+table.compare("all rows ignored: gradient as in torch", grad, torch_grad, uses="5.3")
 
 # %% [markdown]
 # The weighted loss has a surprising optimum. Its gradient S·p − r vanishes at p* = r/S,
@@ -245,7 +237,7 @@ table.claim(
     float(np.abs(grad_at_p_star).max()) < 1e-15
     and float(np.abs(torch_reference(np.log(p_star), y2, 0.1, weight=w2)[1]).max()) < 1e-15,
     f"max |∂L/∂z| {np.abs(grad_at_p_star).max():.1e} (torch agrees)",
-    required=not yours,
+    uses="5.3",
 )
 if yours_backward:
     loss, grad = ours(z, y_ignored, eps, weight=w)
@@ -256,7 +248,7 @@ if yours_backward:
         reference_backward(1.0, ref_cache),
         rtol=1e-12,
         atol=1e-16,
-        required=False,
+        uses="5.3",
     )
 
 # %% [markdown]
@@ -298,7 +290,8 @@ table.compare(
 #
 # The fix: 1 − p_y = Σ_{k≠y} p_k, and every p_k of a wrong class is a small number that
 # float32 holds to full relative precision. `lsce_backward` does this at the most likely
-# class m of every row (with weights and smoothing: S·p_m − r_m = Σ_{k≠m} r_k − S·Σ_{k≠m} p_k).
+# class m of every row (with weights and smoothing: S·p_m − r_m = Σ_{k≠m} r_k − S·Σ_{k≠m} p_k),
+# where p_m > 1/2; on a flatter row that form cancels instead, and the plain one is kept.
 
 # %%
 # 5.4 makes the same lsce_backward robust; this says whose is in use
@@ -346,13 +339,13 @@ table.claim(
     "float32 lsce_backward within 1e-3 of float64 down to δ = 1e-6",
     bool(np.all(row_errors[down_to_1e6] <= 1e-3)),
     f"worst row rel_error {row_errors[down_to_1e6].max():.1e}",
-    required=not yours,
+    uses="5.4",
 )
 table.claim(
     "… and its true-class entry within 1e-5 down to δ = 1e-8",
     bool(np.all(relative(fixed) <= 1e-5)),
     f"worst {relative(fixed).max():.1e}",
-    required=not yours,
+    uses="5.4",
 )
 table.claim(
     "naive float32 p_y − 1: error grows ~1000× from δ = 0.1 to δ = 1e-6",
@@ -373,7 +366,7 @@ if yours_backward:
         grad32,
         reference_backward(np.float32(1.0), ref_cache32),
         rtol=1e-5,
-        required=False,
+        uses="5.4",
     )
 
 # %%

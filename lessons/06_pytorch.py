@@ -80,7 +80,8 @@ console.print(f"loss: {losses}")
 #
 # `torch.autograd.gradcheck` perturbs every logit by ±1e-6 in float64 and compares the
 # finite differences with our backward, to `atol=1e-5, rtol=1e-3` by default. We run it for
-# every reduction, with class weights, with an ignored class and with probability targets.
+# every reduction, with class weights, with an ignored class and with probability targets,
+# and once with respect to the probability targets themselves.
 
 # %%
 # --8<-- [start:gradcheck]
@@ -104,6 +105,12 @@ for name, (reduction, t, w) in cases.items():
         (small,),
     )
     table.claim(f"gradcheck ({name})", passed, "finite differences agree with our backward")
+# probability targets that require grad get ∂ℓ/∂t = −(1 − ε)·w ⊙ log p, checked the same way
+soft = probabilities.clone().requires_grad_(True)
+passed = torch.autograd.gradcheck(
+    lambda z, t: label_smoothing_cross_entropy(z, t, EPSILON, weight=weight), (small, soft)
+)
+table.claim("gradcheck (logits and soft targets)", passed, "∂L/∂z and ∂L/∂t both agree")
 # --8<-- [end:gradcheck]
 
 # %% [markdown]
@@ -132,9 +139,7 @@ if LearnerFunction is not exercises.reference_object(exercises.get_exercise("6.1
     (their_grad,) = torch.autograd.grad(theirs, small)
     reference = label_smoothing_cross_entropy(small, small_target, EPSILON, weight=weight)
     (reference_grad,) = torch.autograd.grad(reference, small)
-    table.compare(
-        "your 6.1 gradient vs ours", their_grad, reference_grad, rtol=1e-10, required=False
-    )
+    table.compare("your 6.1 gradient vs ours", their_grad, reference_grad, rtol=1e-10, uses="6.1")
 
 # %% [markdown]
 # ## What each one keeps for the backward

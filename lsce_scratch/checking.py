@@ -1,37 +1,68 @@
 """Checking the learner's exercises, and checking the exercises themselves.
 
-:func:`check` runs an exercise's tests against the learner's file in a pytest subprocess
-and turns the outcomes into one of: not started, blocked (an earlier exercise it needs is
-not started), failing (with the first useful assertion), passed. :func:`verify_course` is
-the maintainers' two-way check: every manifest entry is complete, every stub is still
-unsolved, and every exercise has tests.
+:func:`check` runs an exercise's tests against the learner's file in a pytest subprocess,
+with a time limit per test, and turns the outcomes into one status: not started, blocked
+(an earlier exercise it needs is not written yet), error (the file cannot be used, or the
+code raised), timed out, failing (every failing test with its reason, the most telling
+first) or passed. :func:`verify_course` is the maintainers' two-way check: every manifest
+entry is complete, every stub is still unsolved, and every exercise has tests.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lsce_scratch import exercises as ex
 
-NOT_STARTED, BLOCKED, FAILING, PASSED, NO_TESTS = (
+NOT_STARTED, BLOCKED, ERROR, TIMED_OUT, FAILING, PASSED, NO_TESTS = (
     "not started",
     "blocked",
+    "error",
+    "timed out",
     "failing",
     "passed",
     "no tests",
 )
 STATE_FILE = Path(".lsce") / "state.json"
+STATE_VERSION = "2"  # part of every fingerprint: a new result format forgets old results
+# seconds one test may run before the check stops it ($LSCE_TIMEOUT or --timeout)
+DEFAULT_TIMEOUT = 30.0
+# seconds pytest may take to start and collect, before the first test runs
+STARTUP_LIMIT = 120.0
 _EXERCISE_ID = re.compile(r"Exercise (\d+\.\d+)")
+# the most telling failures first: the file itself, a hang, a crash in the learner's code,
+# an assertion that checked its cause, then a plain mismatch
+_RANK = {"file": 0, "timeout": 1, "crash": 2, "diagnosis": 3, "mismatch": 4, "stub": 5}
+
+
+def default_timeout() -> float:
+    """$LSCE_TIMEOUT if it is set, else DEFAULT_TIMEOUT."""
+    return float(os.environ.get("LSCE_TIMEOUT") or DEFAULT_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failing test, as the learner reads it."""
+
+    test: str  # the test's readable name
+    kind: str  # a key of _RANK
+    reason: str  # one line: what went wrong
+    detail: str = ""  # the rest: expected vs got, then the input
+    where: str = ""  # the learner's line that raised, "ex01_softmax.py, line 17: ..."
 
 
 @dataclass(frozen=True)
@@ -40,117 +71,343 @@ class Result:
 
     id: str
     status: str
-    detail: str = ""  # the first failing test and its message, or what blocks it
+    summary: str = ""  # one line: "2 of 3 tests fail", "5 tests pass", what blocks it
+    failures: tuple[Failure, ...] = ()
+    note: str = ""  # said with any status, e.g. that the function is defined twice
+    output: str = ""  # what the learner's code printed during the tests
     tested_file: str = ""
 
+    @classmethod
+    def from_json(cls, data: dict) -> Result:
+        failures = tuple(Failure(**f) for f in data.get("failures", ()))
+        return cls(**{**data, "failures": failures})
 
-def run_tests(selected: list[ex.Exercise], root: Path, impl: str = "learner") -> list[dict]:
-    """Run the tests of these exercises in a pytest subprocess; return one record per test."""
+
+@dataclass
+class TestRun:
+    """The records of one pytest run, and the test that was stopped, if one was."""
+
+    records: list[dict] = field(default_factory=list)  # one per finished test
+    collected: list[dict] = field(default_factory=list)  # every test, with its exercises
+    hung: dict | None = None  # the start event of the test that ran out of time
+    died: dict | None = None  # the start event of the test during which pytest ended
+    cancelled: bool = False
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """Kill pytest and anything the learner's code started."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended just now
+            os.killpg(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+
+
+def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The complete JSON lines appended to ``path`` after ``offset``, and the new offset."""
+    if not path.exists():
+        return [], offset
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line]
+    return events, offset + len(complete)
+
+
+def run_tests(
+    selected: list[ex.Exercise],
+    root: Path,
+    impl: str = "learner",
+    timeout: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> TestRun:
+    """Run the tests of these exercises in a pytest subprocess.
+
+    A test that runs longer than ``timeout`` seconds is stopped (with everything it
+    started) and named in ``hung``; ``cancelled()`` is asked a few times a second and
+    stops the run when it says True (``lsce watch`` on a new save).
+    """
+    timeout = default_timeout() if timeout is None else timeout
     files = sorted({e.tests for e in selected})
     markers = " or ".join(e.marker for e in selected)
+    run = TestRun()
     with tempfile.TemporaryDirectory() as folder:
-        outcomes = Path(folder) / "outcomes.json"
+        events_file, log_file = Path(folder) / "events.jsonl", Path(folder) / "pytest.log"
         command = [
             sys.executable, "-m", "pytest", *files, "-m", markers, f"--impl={impl}",
-            "-p", "lsce_scratch._pytest_outcomes", "-p", "no:cacheprovider", "-q",
-            "--no-header", "-o", "addopts=--strict-markers",
+            "-p", "lsce_scratch._pytest_outcomes", "-p", "no:cacheprovider", "-p", "no:timeout",
+            "--assert=plain", "-q", "--no-header", "-o", "addopts=--strict-markers",
         ]  # fmt: skip
-        env = dict(os.environ, LSCE_ROOT=str(root), LSCE_OUTCOMES_FILE=str(outcomes))
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        if not outcomes.exists():
-            raise RuntimeError(f"pytest did not run:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        return json.loads(outcomes.read_text(encoding="utf-8"))
+        env = dict(
+            os.environ,
+            LSCE_ROOT=str(root),
+            LSCE_OUTCOMES_FILE=str(events_file),
+            LSCE_EXERCISES_DIR=str(ex.exercises_dir(root)),
+        )
+        with log_file.open("w") as log:
+            child = subprocess.Popen(
+                command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        offset, since, running = 0, time.monotonic(), None
+        try:
+            while True:
+                finished = child.poll() is not None
+                events, offset = _read_events(events_file, offset)
+                for event in events:
+                    if "collected" in event:
+                        run.collected = event["collected"]
+                    elif "start" in event:
+                        running, since = event, time.monotonic()
+                    else:
+                        run.records.append(event)
+                        running, since = None, time.monotonic()
+                if finished:
+                    run.died = running
+                    break
+                limit = timeout if running else STARTUP_LIMIT
+                if time.monotonic() - since > limit:
+                    if running is None:
+                        raise RuntimeError(f"pytest stopped responding for {limit:g} s")
+                    run.hung = running
+                    break
+                if cancelled is not None and cancelled():
+                    run.cancelled = True
+                    break
+                time.sleep(0.05)
+        finally:
+            _stop(child)
+        if not run.collected and not run.cancelled:
+            tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise RuntimeError(f"pytest did not run the tests:\n{tail}")
+    return run
 
 
-def _result_for(exercise: ex.Exercise, records: list[dict], manifest: list[ex.Exercise]) -> Result:
+def _where(record: dict) -> str:
+    where = record.get("where")
+    if not where:
+        return ""
+    code = f": {where['code']}" if where.get("code") else ""
+    return f"{where['file']}, line {where['line']}{code}"
+
+
+def _failure(record: dict, exercise: ex.Exercise) -> Failure:
+    """One failing test's record as the learner reads it: the reason first."""
+    message = record["message"].strip()
+    first, _, rest = message.partition("\n")
+    kind = record["kind"] or "crash"
+    if kind == "crash":
+        name = exercise.function.split(".")[-1]
+        raised = f"{record['exception']}: {first}" if first else record["exception"]
+        if record.get("where"):
+            return Failure(
+                record["name"], kind, f"your {name} raised {raised}", rest, _where(record)
+            )
+        kind, first = "mismatch", f"{raised} (in the test, from what your {name} returned)"
+    if kind == "mismatch" and not first:
+        first = f"{record['exception'] or 'AssertionError'} (no message)"
+    return Failure(record["name"], kind, first, rest, _where(record))
+
+
+def _timed_out(exercise: ex.Exercise, hung: dict, timeout: float) -> Result:
+    name = exercise.function.split(".")[-1]
+    return Result(
+        exercise.id,
+        TIMED_OUT,
+        f"{name} did not return within {timeout:g} s",
+        (
+            Failure(
+                hung["name"],
+                "timeout",
+                f"stopped after {timeout:g} s: look for a loop that never ends (a while loop "
+                f"whose condition never changes, say), or run with --timeout for more time",
+            ),
+        ),
+    )
+
+
+def _process_ended(exercise: ex.Exercise, died: dict) -> Result:
+    ending = Failure(
+        died["name"],
+        "crash",
+        "Python itself stopped during this test: does your code call os._exit() or kill "
+        "its own process?",
+    )
+    return Result(exercise.id, ERROR, "the test process ended early", (ending,))
+
+
+def _result_for(
+    exercise: ex.Exercise,
+    records: list[dict],
+    manifest: list[ex.Exercise],
+    note: str = "",
+) -> Result:
+    """One exercise's status from its tests' records."""
     tested = f"lessons/exercises/{exercise.file}"
     mine = [r for r in records if exercise.marker in r["exercises"]]
+    output = "".join(r.get("output", "") for r in mine)
     if not mine:
-        return Result(exercise.id, NO_TESTS, f"no tests are marked {exercise.marker}", tested)
-    failures = [r for r in mine if r["outcome"] != "passed" and r["outcome"] != "skipped"]
-    if not failures:
-        return Result(exercise.id, PASSED, f"{len(mine)} tests passed", tested)
-    functions = {e.id: e.function for e in manifest}
-    unfinished = [r for r in failures if r["exception"] == "NotImplementedError"]
-    if len(unfinished) == len(failures):
-        named = {m for r in unfinished for m in _EXERCISE_ID.findall(r["message"])}
+        return Result(exercise.id, NO_TESTS, f"no tests are marked {exercise.marker}")
+    failed = [r for r in mine if r["outcome"] == "failed"]
+    if not failed:
+        return Result(exercise.id, PASSED, f"{len(mine)} tests pass", (), note, output, tested)
+    files = [r for r in failed if r["kind"] == "file"]
+    if files:
+        problem = Failure(files[0]["name"], "file", files[0]["message"])
+        summary = "your file cannot be used"
+        return Result(exercise.id, ERROR, summary, (problem,), note, output, tested)
+    if all(r["kind"] == "stub" for r in failed):
+        functions = {e.id: e.function for e in manifest}
+        named = {m for r in failed for m in _EXERCISE_ID.findall(r["message"])}
         blockers = sorted(i for i in named if functions.get(i) != exercise.function)
         if blockers:
-            return Result(
-                exercise.id,
-                BLOCKED,
-                f"needs exercise {', '.join(blockers)} first (its function is not written yet)",
-                tested,
+            summary = (
+                f"needs exercise {', '.join(blockers)} first (its function is not written yet)"
             )
-        return Result(exercise.id, NOT_STARTED, unfinished[0]["message"], tested)
-    first = next((r for r in failures if r["exception"] == "AssertionError"), failures[0])
-    name = first["nodeid"].split("::")[-1]
-    kind = first["exception"] or "error"
-    return Result(exercise.id, FAILING, f"{name}: {kind}: {first['message']}", tested)
+            return Result(exercise.id, BLOCKED, summary, (), note, output, tested)
+        summary = failed[0]["message"] or "your code raised NotImplementedError"
+        return Result(exercise.id, NOT_STARTED, summary, (), note, output, tested)
+    failures = sorted((_failure(r, exercise) for r in failed), key=lambda f: _RANK[f.kind])
+    status = ERROR if failures[0].kind == "crash" else FAILING
+    fail = "test fails" if len(mine) == 1 else "tests fail"
+    summary = f"{len(failed)} of {len(mine)} {fail}"
+    return Result(exercise.id, status, summary, tuple(failures), note, output, tested)
 
 
-def _fingerprint(exercise: ex.Exercise, root: Path) -> str:
-    """A hash of everything the result depends on: the learner's files and the tests."""
-    digest = hashlib.sha256()
-    for path in sorted((root / ex.MANIFEST.parent).glob("*.py")) + [root / exercise.tests]:
+def dependencies(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]) -> list[Path]:
+    """The files an exercise's result depends on: its own file, the files of the exercises
+    it requires and of the exercise files they import (transitively), and its tests."""
+    by_id = {e.id: e for e in manifest}
+    folder = ex.exercises_dir(root)
+    learner: set[Path] = set()
+    pending = [folder / exercise.file]
+    pending += [folder / by_id[i].file for i in exercise.requires if i in by_id]
+    while pending:
+        path = pending.pop()
+        if path not in learner and path.is_file():
+            learner.add(path)
+            pending += ex.imported_siblings(path)
+    tests = [root / exercise.tests, root / "tests" / "conftest.py", root / "tests" / "oracle.py"]
+    helpers = sorted((root / exercise.tests).parent.glob("[!t]*.py"))  # not test_*.py
+    return sorted(learner) + [p for p in tests + helpers if p.is_file()]
+
+
+def _fingerprint(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]) -> str:
+    digest = hashlib.sha256(STATE_VERSION.encode())
+    for path in dependencies(exercise, root, manifest):
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def _load_state(root: Path) -> dict:
     path = root / STATE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no state yet, or a file cut short: results are simply checked again
 
 
 def _save_state(root: Path, state: dict) -> None:
     path = root / STATE_FILE
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    partial.replace(path)  # atomic: a check and a watch never leave half a file
+
+
+def _remembered(state: dict, exercise: ex.Exercise, fingerprint: str) -> Result | None:
+    entry = state.get(exercise.id)
+    if not entry or entry.get("fingerprint") != fingerprint:
+        return None
+    try:
+        return Result.from_json(entry["result"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _before_running(exercise: ex.Exercise, root: Path) -> Result | ex.Definition:
+    """Read the learner's file without running it: an ERROR or NOT_STARTED result, or the
+    definition to test."""
+    tested = f"lessons/exercises/{exercise.file}"
+    try:
+        definition = ex.read_definition(exercise, root)
+    except ex.LearnerFileError as error:
+        problem = Failure("reading your file", "file", str(error))
+        return Result(exercise.id, ERROR, "your file cannot be used", (problem,), "", "", tested)
+    if not definition.started:
+        return Result(
+            exercise.id, NOT_STARTED, "the stub is untouched", (), definition.note, "", tested
+        )
+    return definition
 
 
 def check(
-    selected: list[ex.Exercise], root: Path | None = None, use_cache: bool = False
-) -> list[Result]:
+    selected: list[ex.Exercise],
+    root: Path | None = None,
+    use_cache: bool = False,
+    timeout: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> list[Result] | None:
     """Check these exercises against the learner's files (one pytest run for all of them).
 
-    With ``use_cache``, an exercise whose files are unchanged since its last check keeps
-    its remembered result. Every result is remembered in .lsce/state.json.
+    With ``use_cache``, an exercise whose files (:func:`dependencies`) are unchanged since
+    its last check keeps its remembered result. Every result is remembered in
+    .lsce/state.json. Returns None when ``cancelled()`` stopped the run.
     """
     root = root or ex.find_root()
+    timeout = default_timeout() if timeout is None else timeout
     manifest = ex.load_manifest(root)
     state = _load_state(root)
+    fingerprints = {e.id: _fingerprint(e, root, manifest) for e in selected}
     results: dict[str, Result] = {}
-    to_run = []
+    notes: dict[str, str] = {}
     for exercise in selected:
-        remembered = state.get(exercise.id)
-        fingerprint = _fingerprint(exercise, root)
-        if use_cache and remembered and remembered["fingerprint"] == fingerprint:
-            results[exercise.id] = Result(**remembered["result"])
-        elif not ex.is_started(exercise, root):
-            results[exercise.id] = Result(
-                exercise.id,
-                NOT_STARTED,
-                "the stub is untouched",
-                f"lessons/exercises/{exercise.file}",
-            )
+        remembered = _remembered(state, exercise, fingerprints[exercise.id]) if use_cache else None
+        found = remembered or _before_running(exercise, root)
+        if isinstance(found, Result):
+            results[exercise.id] = found
         else:
-            to_run.append(exercise)
-    if to_run:
-        records = run_tests(to_run, root)
+            notes[exercise.id] = found.note
+    to_run = [e for e in selected if e.id not in results]
+    while to_run:
+        run = run_tests(to_run, root, timeout=timeout, cancelled=cancelled)
+        if run.cancelled:
+            return None
+        done = {r["nodeid"] for r in run.records}
         for exercise in to_run:
-            results[exercise.id] = _result_for(exercise, records, manifest)
+            tests = [t["nodeid"] for t in run.collected if exercise.marker in t["exercises"]]
+            if run.hung and exercise.marker in run.hung["exercises"]:
+                results[exercise.id] = _timed_out(exercise, run.hung, timeout)
+            elif run.died and exercise.marker in run.died["exercises"]:
+                results[exercise.id] = _process_ended(exercise, run.died)
+            elif all(t in done for t in tests):
+                results[exercise.id] = _result_for(
+                    exercise, run.records, manifest, notes[exercise.id]
+                )
+        # a stopped test leaves the exercises after it unchecked: run those again
+        unchecked = [e for e in to_run if e.id not in results]
+        if len(unchecked) == len(to_run):
+            raise RuntimeError(f"pytest ended without running every test of {markers_of(to_run)}")
+        to_run = unchecked
     for exercise in selected:
         state[exercise.id] = {
-            "fingerprint": _fingerprint(exercise, root),
+            "fingerprint": fingerprints[exercise.id],
             "result": asdict(results[exercise.id]),
         }
     _save_state(root, state)
     return [results[e.id] for e in selected]
 
 
-def next_exercise(results: list[Result]) -> str | None:
-    """The first exercise, in course order, that has not passed."""
-    return next((r.id for r in results if r.status != PASSED), None)
+def markers_of(selected: list[ex.Exercise]) -> str:
+    return ", ".join(e.marker for e in selected)
+
+
+def next_exercise(results: list[Result], after: str | None = None) -> str | None:
+    """The first exercise, in course order (after ``after``, if given), that has not passed."""
+    ids = [r.id for r in results]
+    start = ids.index(after) + 1 if after in ids else 0
+    return next((r.id for r in results[start:] if r.status != PASSED), None)
 
 
 def _stub_functions(path: Path) -> list[str]:
@@ -223,7 +480,7 @@ def verify_stubs_unsolved(root: Path | None = None) -> list[str]:
     with NotImplementedError. Returns the problems (an empty list when all is well)."""
     root = root or ex.find_root()
     manifest = ex.load_manifest(root)
-    records = run_tests(manifest, root, impl="learner")
+    records = run_tests(manifest, root, impl="learner").records
     problems = []
     for e in manifest:
         mine = [r for r in records if e.marker in r["exercises"]]

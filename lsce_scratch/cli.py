@@ -6,11 +6,13 @@ A thin layer over :mod:`lsce_scratch.exercises` and :mod:`lsce_scratch.checking`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rich.console import Console
@@ -20,76 +22,142 @@ from rich.table import Table
 
 from lsce_scratch import checking
 from lsce_scratch import exercises as ex
+from lsce_scratch.checking import DEFAULT_TIMEOUT
 
 console = Console(highlight=False)
+# in the order a summary line counts them
 STYLE = {
     checking.PASSED: "green",
     checking.FAILING: "red",
+    checking.ERROR: "red",
+    checking.TIMED_OUT: "red",
+    checking.NO_TESTS: "red",
     checking.BLOCKED: "yellow",
     checking.NOT_STARTED: "dim",
-    checking.NO_TESTS: "red",
 }
 
 
-def _selected(exercise_id: str | None, everything: bool, root: Path) -> list[ex.Exercise]:
+MAX_REASONS = 6  # failing tests listed, most telling first; -v lists them all
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    return args.timeout if getattr(args, "timeout", None) else checking.default_timeout()
+
+
+def _selected(ids: list[str], everything: bool, args: argparse.Namespace, root: Path) -> list:
     manifest = ex.load_manifest(root)
     if everything:
         return manifest
-    if exercise_id is None:
-        results = checking.check(manifest, root, use_cache=True)
-        exercise_id = checking.next_exercise(results)
-        if exercise_id is None:
+    if not ids:
+        results = checking.check(manifest, root, use_cache=True, timeout=_timeout(args))
+        upcoming = checking.next_exercise(results or [])
+        if upcoming is None:
             console.print("[green]Every exercise passes.[/green]")
             return []
-    return [ex.get_exercise(exercise_id, root)]
+        ids = [upcoming]
+    return [ex.get_exercise(i, root) for i in ids]
 
 
-def _print_result(result: checking.Result, exercise: ex.Exercise) -> None:
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def print_result(result: checking.Result, exercise: ex.Exercise, verbose: bool = False) -> None:
+    """One exercise's status, then what to do: every failing test, most telling first."""
     style = STYLE[result.status]
     console.print(
         f"[{style}]{result.status.upper()}[/{style}]  exercise {exercise.id}: {exercise.title}  "
-        f"(tested [bold]{result.tested_file}[/bold]: {exercise.function})"
+        f"(tested [bold]lessons/exercises/{exercise.file}[/bold]: {exercise.function})"
     )
-    if result.status == checking.FAILING:
-        console.print(escape(result.detail))
-        if "ACTUAL" in result.detail:
-            console.print("(ACTUAL is what your code returned, DESIRED what it should return)")
-        console.print(f"Stuck? [bold]lsce hint {exercise.id}[/bold]")
-    elif result.status == checking.NOT_STARTED:
+    if result.note:
+        console.print(f"[yellow]note:[/yellow] {escape(result.note)}")
+    if result.status == checking.NOT_STARTED:
         console.print(
             f"Open lessons/exercises/{exercise.file}, write {exercise.function}, then run "
             f"[bold]lsce check {exercise.id}[/bold] (hints: [bold]lsce hint {exercise.id}[/bold])"
         )
-    elif result.status != checking.PASSED:
-        console.print(escape(result.detail))
+    elif result.failures:
+        if result.summary:
+            console.print(escape(result.summary) + ":")
+        # tests that fail for the same reason at the same line share one line
+        same: dict[tuple[str, str], list[str]] = {}
+        for failure in result.failures:
+            same.setdefault((failure.reason, failure.where), []).append(failure.test)
+        shown_reasons = list(same.items()) if verbose else list(same.items())[:MAX_REASONS]
+        for (reason, where), tests in shown_reasons:
+            more = f" (and {len(tests) - 1} more)" if len(tests) > 1 else ""
+            console.print(f"  [red]✗[/red] {escape(tests[0])}{more}: {escape(reason)}")
+            if where:
+                console.print(f"      at {escape(where)}")
+        if len(same) > len(shown_reasons):
+            console.print(f"  … and {len(same) - len(shown_reasons)} more reasons (-v shows them)")
+        shown = result.failures if verbose else result.failures[:1]
+        for failure in shown:
+            if failure.detail:
+                console.print(f"[bold]{escape(failure.test)}[/bold]")
+                console.print(escape(_indent(failure.detail)))
+        if not verbose and any(f.detail for f in result.failures[1:]):
+            console.print(f"(the details of every test: [bold]lsce check {exercise.id} -v[/bold])")
+        console.print(f"Stuck? [bold]lsce hint {exercise.id}[/bold]")
+    elif result.summary:
+        console.print(escape(result.summary))
+    if result.output and verbose:
+        console.rule("what your code printed", style="dim")
+        console.print(escape(result.output.rstrip()))
+        console.rule(style="dim")
+    elif result.output and result.status != checking.PASSED:
+        console.print(
+            f"(your code printed {len(result.output.splitlines())} line(s): "
+            f"[bold]lsce check {exercise.id} -v[/bold] shows them)"
+        )
+
+
+def _count(results: list[checking.Result]) -> str:
+    """'3 of 22 exercises pass; 2 failing, 17 not started'."""
+    passed = sum(r.status == checking.PASSED for r in results)
+    counts = [(sum(r.status == status for r in results), status) for status in STYLE]
+    rest = ", ".join(f"{n} {status}" for n, status in counts if n and status != checking.PASSED)
+    return f"{passed} of {len(results)} exercises pass" + (f"; {rest}" if rest else "")
 
 
 def cmd_list(args: argparse.Namespace, root: Path) -> int:
     """Every exercise with its status."""
     manifest = ex.load_manifest(root)
-    results = checking.check(manifest, root, use_cache=True)
+    with _checking("checking the exercises you changed"):
+        results = checking.check(manifest, root, use_cache=True, timeout=_timeout(args)) or []
     table = Table(title="lsce exercises")
-    for column in ("id", "lesson", "exercise", "file", "status"):
-        table.add_column(column)
+    table.add_column("id", no_wrap=True)
+    table.add_column("exercise", ratio=1)
+    # file names and statuses are never cut: the title column wraps instead
+    table.add_column("file: function", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for exercise, result in zip(manifest, results, strict=True):
         style = STYLE[result.status]
         table.add_row(
             exercise.id,
-            str(exercise.lesson),
             exercise.title,
             f"{exercise.file}: {exercise.function}",
             f"[{style}]{result.status}[/{style}]",
         )
     console.print(table)
+    console.print(_count(results))
     return 0
 
 
 def cmd_check(args: argparse.Namespace, root: Path) -> int:
-    """Run the tests of one exercise (or all of them) against the learner's file."""
-    selected = _selected(args.id, args.all, root)
-    results = checking.check(selected, root)
+    """Run the tests of one exercise (or several, or all) against the learner's files."""
+    selected = _selected(args.ids, args.all, args, root)
+    if not selected:
+        return 0
+    names = (
+        ", ".join(e.id for e in selected) if len(selected) <= 3 else f"{len(selected)} exercises"
+    )
+    with _checking(f"checking {names}"):
+        results = checking.check(selected, root, timeout=_timeout(args)) or []
     for exercise, result in zip(selected, results, strict=True):
-        _print_result(result, exercise)
+        print_result(result, exercise, args.verbose)
+    if len(selected) > 1:
+        console.print(_count(results))
     return 0 if all(r.status == checking.PASSED for r in results) else 1
 
 
@@ -109,51 +177,93 @@ def cmd_hint(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-def _mtimes(folder: Path) -> dict[Path, float]:
-    return {path: path.stat().st_mtime for path in folder.glob("*.py")}
+def _checking(what: str) -> AbstractContextManager:
+    """A spinner on a terminal, one plain line otherwise, while tests run."""
+    if console.is_terminal:
+        return console.status(f"{what} …")
+    console.print(f"{what} …")
+    return contextlib.nullcontext()
 
 
-def _changes(folder: Path, poll: bool) -> Iterator[None]:
-    """Yield once per batch of saved files in ``folder``: file events, or polling."""
+class Snapshot:
+    """The modification times of the learner's files, to notice a save."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seen = self._now()
+
+    def _now(self) -> dict[str, tuple[int, int]]:
+        found = {}
+        for path in self.folder.glob("*.py"):
+            with contextlib.suppress(FileNotFoundError):  # an editor replacing the file
+                stat = path.stat()
+                found[path.name] = (stat.st_mtime_ns, stat.st_size)
+        return found
+
+    def changed(self) -> bool:
+        """True when a file was saved (added, removed) since the last :meth:`take`."""
+        return self._now() != self.seen
+
+    def take(self) -> None:
+        self.seen = self._now()
+
+
+def wait_for_save(snapshot: Snapshot, poll: bool) -> None:
+    """Block until a file in the learner's folder is saved: file events, or polling.
+
+    Either way the snapshot decides, so a save between two checks is never missed.
+    """
     if not poll:
         try:
             from watchfiles import watch
         except ImportError:
             console.print("[yellow]watchfiles is not installed; polling instead[/yellow]")
         else:
-            for _ in watch(folder):
-                yield
+            for _ in watch(snapshot.folder, yield_on_timeout=True, rust_timeout=500):
+                if snapshot.changed():
+                    break
+            snapshot.take()
             return
-    seen = _mtimes(folder)
-    while True:
-        time.sleep(0.5)
-        now = _mtimes(folder)
-        if now != seen:
-            seen = now
-            yield
+    while not snapshot.changed():
+        time.sleep(0.3)
+    snapshot.take()
 
 
 def cmd_watch(args: argparse.Namespace, root: Path) -> int:
-    """Check the current exercise whenever a file in lessons/exercises/ is saved."""
+    """Check an exercise whenever a file in lessons/exercises/ is saved; move on when it
+    passes. A save while a check runs stops that check and starts a new one."""
     manifest = ex.load_manifest(root)
     by_id = {e.id: e for e in manifest}
-    current = checking.next_exercise(checking.check(manifest, root, use_cache=True))
-    mode = "polling every 0.5 s" if args.poll else "file events (use --poll if saves go unseen)"
+    # the snapshot comes first: a save during the first check must not go unseen
+    snapshot = Snapshot(ex.exercises_dir(root))
+    timeout = _timeout(args)
+    if args.id is not None:
+        current: str | None = ex.get_exercise(args.id, root).id
+    else:
+        current = checking.next_exercise(
+            checking.check(manifest, root, use_cache=True, timeout=timeout) or []
+        )
+    mode = "polling" if args.poll else "file events (use --poll if saves go unseen)"
     console.print(f"Watching lessons/exercises/ ({mode}); Ctrl-C to stop.")
-    changes = _changes(ex.exercises_dir(root), args.poll)
-    try:
-        while current is not None:
-            (result,) = checking.check([by_id[current]], root)
-            _print_result(result, by_id[current])
-            if result.status == checking.PASSED:
-                results = checking.check(manifest, root, use_cache=True)
-                current = checking.next_exercise(results)
-                if current is not None:
-                    console.print(f"Next: exercise {current}")
-                continue
-            next(changes)
-    except KeyboardInterrupt:
-        return 0
+    while current is not None:
+        exercise = by_id[current]
+        with _checking(f"checking {current}"):
+            results = checking.check([exercise], root, timeout=timeout, cancelled=snapshot.changed)
+        if results is None:
+            console.print("saved again: checking the new version")
+            snapshot.take()
+            continue
+        print_result(results[0], exercise, args.verbose)
+        if results[0].status == checking.PASSED:
+            everything = checking.check(manifest, root, use_cache=True, timeout=timeout) or []
+            current = checking.next_exercise(everything, after=current) or (
+                checking.next_exercise(everything)
+            )
+            if current is not None:
+                console.print(f"Next: exercise {current}")
+            continue
+        console.print("[dim]waiting for you to save …[/dim]")
+        wait_for_save(snapshot, args.poll)
     console.print("[green]Every exercise passes. Well done.[/green]")
     return 0
 
@@ -161,13 +271,15 @@ def cmd_watch(args: argparse.Namespace, root: Path) -> int:
 def cmd_progress(args: argparse.Namespace, root: Path) -> int:
     """A progress bar over all exercises and the next one to do."""
     manifest = ex.load_manifest(root)
-    results = checking.check(manifest, root, use_cache=True)
+    with _checking("checking the exercises you changed"):
+        results = checking.check(manifest, root, use_cache=True, timeout=_timeout(args)) or []
     passed = sum(r.status == checking.PASSED for r in results)
     progress = Progress(
         TextColumn("exercises"), BarColumn(), TextColumn("{task.completed}/{task.total}")
     )
     progress.add_task("exercises", total=len(manifest), completed=passed)
     console.print(progress.get_renderable())
+    console.print(_count(results))
     upcoming = checking.next_exercise(results)
     if upcoming is None:
         console.print("[green]All done.[/green]")
@@ -190,16 +302,30 @@ def cmd_run(args: argparse.Namespace, root: Path) -> int:
     """Run one lesson, or all of them in order."""
     scripts = lesson_scripts(root)
     if args.lesson != "all":
-        scripts = [s for s in scripts if s.name.startswith(f"{int(args.lesson):02d}_")]
+        wanted = args.lesson.zfill(2) + "_" if args.lesson.isdigit() else None
+        scripts = [s for s in scripts if wanted and s.name.startswith(wanted)]
         if not scripts:
-            console.print(f"[red]no lesson {args.lesson} in lessons/[/red]")
+            numbers = ", ".join(str(int(s.name[:2])) for s in lesson_scripts(root))
+            console.print(
+                f"[red]there is no lesson {args.lesson!r}[/red]: give a lesson number "
+                f"({numbers}) or 'all', e.g. [bold]lsce run 4[/bold]"
+            )
             return 2
     env = dict(os.environ, LSCE_QUICK="1") if args.quick else dict(os.environ)
     timings = []
     for script in scripts:
         console.rule(f"[bold]{script.name}")
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, str(script)], cwd=root, env=env).returncode
+        try:
+            code = subprocess.run(
+                [sys.executable, str(script)], cwd=root, env=env, timeout=args.timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            console.print(
+                f"[red]{script.name} did not finish within {args.timeout:g} s and was "
+                f"stopped[/red] (a learner's function that never returns? --timeout for more)"
+            )
+            code = 124
         timings.append((script.name, time.perf_counter() - start, code))
     table = Table(title="lessons")
     for column in ("lesson", "seconds", "result"):
@@ -235,21 +361,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lsce", description="Label-smoothing cross-entropy from scratch: the course's command."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="every exercise and its status")
-    check = commands.add_parser("check", help="test your solution of an exercise")
-    check.add_argument("id", nargs="?", help="exercise id, e.g. 4.1 (default: the next one)")
+    timeout = argparse.ArgumentParser(add_help=False)
+    timeout.add_argument(
+        "--timeout",
+        type=float,
+        help=f"seconds one test may run before it is stopped (default {DEFAULT_TIMEOUT:g}, "
+        "or $LSCE_TIMEOUT)",
+    )
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", help="every test's details and your printed output"
+    )
+    commands.add_parser("list", help="every exercise and its status", parents=[timeout])
+    check = commands.add_parser(
+        "check", help="test your solution of an exercise", parents=[timeout, verbose]
+    )
+    check.add_argument("ids", nargs="*", metavar="ID", help="e.g. 4.1 (default: the next one)")
     check.add_argument("--all", action="store_true", help="check every exercise")
     hint = commands.add_parser("hint", help="a hint for an exercise")
     hint.add_argument("id")
     hint.add_argument("--level", type=int, default=1, help="1 is a nudge, the last an outline")
-    watch = commands.add_parser("watch", help="re-check the current exercise on every save")
+    watch = commands.add_parser(
+        "watch", help="re-check an exercise on every save", parents=[timeout, verbose]
+    )
+    watch.add_argument("id", nargs="?", help="start with this exercise (default: the next one)")
     watch.add_argument(
         "--poll", action="store_true", help="poll for changes (for file systems without events)"
     )
     run = commands.add_parser("run", help="run a lesson script (or all of them)")
     run.add_argument("lesson", help="a lesson number, or 'all'")
     run.add_argument("--quick", action="store_true", help="the lessons' quick mode (LSCE_QUICK=1)")
-    commands.add_parser("progress", help="how far you are, and what is next")
+    run.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds one lesson may run (default 3600)"
+    )
+    commands.add_parser("progress", help="how far you are, and what is next", parents=[timeout])
     commands.add_parser(
         "pets", help="train the Oxford-IIIT Pet classifier (lsce pets --help)", add_help=False
     )
@@ -284,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     except ex.UnknownExerciseError as error:
         console.print(f"[red]{escape(str(error))}[/red]")
         return 2
+    except KeyboardInterrupt:
+        # checks stop their pytest process on the way out (checking.run_tests)
+        console.print("\nstopped.")
+        return 130
 
 
 if __name__ == "__main__":

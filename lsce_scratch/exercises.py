@@ -9,17 +9,20 @@ the lessons all read it through this module.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import importlib.util
 import os
 import sys
 import tomllib
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from rich.console import Console
+from rich.markup import escape
 
 MANIFEST = Path("lessons") / "exercises" / "exercises.toml"
 
@@ -105,24 +108,85 @@ def reference_object(exercise: Exercise) -> object:
     return getattr(importlib.import_module(module_name), name)
 
 
-_loaded: dict[Path, tuple[float, ModuleType]] = {}
+class LearnerFileError(Exception):
+    """The learner's file cannot be used: a syntax error, a failing import, a missing function.
+
+    ``str()`` is the whole message for the learner: the file and line, what went wrong and
+    what to do. No traceback of ours goes with it.
+    """
+
+
+def display_path(path: Path, root: Path | None = None) -> str:
+    """``lessons/exercises/ex01_softmax.py`` rather than an absolute path, where possible."""
+    try:
+        return str(path.resolve().relative_to((root or find_root()).resolve()))
+    except (ValueError, FileNotFoundError):
+        return str(path)
+
+
+def describe_syntax_error(error: SyntaxError, shown: str) -> str:
+    """The file, the line, the caret and what to do, in a few lines."""
+    lines = [f"{shown}, line {error.lineno}: SyntaxError: {error.msg}"]
+    if error.text:
+        text = error.text.rstrip("\n")
+        stripped = text.lstrip()
+        lines.append("    " + stripped)
+        if error.offset:
+            caret = max(0, error.offset - 1 - (len(text) - len(stripped)))
+            lines.append("    " + " " * caret + "^")
+    lines.append("Python cannot read the file: fix that line, save, and check again.")
+    return "\n".join(lines)
+
+
+def _learner_frame(error: BaseException, folder: Path) -> tuple[str, int, str] | None:
+    """The deepest frame of ``error``'s traceback inside ``folder``: (file, line, code)."""
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        if path.parent.resolve() == folder.resolve():
+            found = (display_path(path), frame.lineno or 0, (frame.line or "").strip())
+    return found
+
+
+def _learner_import_path(folder: Path) -> None:
+    """Put the learner's folder first on sys.path: ``from ex01_softmax import log_softmax``
+    then works in every exercise file, in lsce check, in the lessons and in a notebook."""
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
+    sys.path.insert(0, str(folder))
 
 
 def load_learner_module(path: Path) -> ModuleType:
-    """Import the learner's file by path (again whenever it changed on disk)."""
+    """Import the learner's file under its own name (``ex01_softmax``), again whenever it
+    changed on disk. Raises LearnerFileError when the file cannot be imported."""
     path = path.resolve()
-    mtime = path.stat().st_mtime
-    cached = _loaded.get(path)
-    if cached and cached[0] == mtime:
-        return cached[1]
-    name = f"lsce_learner_{path.stem}"
+    _learner_import_path(path.parent)
+    name, mtime = path.stem, path.stat().st_mtime_ns
+    module = sys.modules.get(name)
+    same_file = getattr(module, "__file__", None) == str(path)
+    if same_file and getattr(module, "_lsce_mtime", 0) == mtime:
+        return module  # type: ignore[return-value]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
+        raise LearnerFileError(f"{display_path(path)} is not a Python file Python can import")
     module = importlib.util.module_from_spec(spec)
+    module._lsce_mtime = mtime  # type: ignore[attr-defined]
     sys.modules[name] = module
-    spec.loader.exec_module(module)
-    _loaded[path] = (mtime, module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        del sys.modules[name]
+        where = Path(error.filename) if error.filename else path
+        raise LearnerFileError(describe_syntax_error(error, display_path(where))) from None
+    except Exception as error:  # the learner's code at import time: anything can happen
+        del sys.modules[name]
+        frame = _learner_frame(error, path.parent)
+        where = f"{frame[0]}, line {frame[1]}" if frame else display_path(path)
+        code = f"\n    {frame[2]}" if frame and frame[2] else ""
+        raise LearnerFileError(
+            f"{where}: {type(error).__name__}: {error}{code}\n"
+            f"This runs when Python imports {display_path(path)}: fix it and check again."
+        ) from None
     return module
 
 
@@ -132,24 +196,55 @@ def learner_path(exercise: Exercise, root: Path | None = None) -> Path:
 
 
 def learner_object(exercise: Exercise, root: Path | None = None) -> object:
-    """The learner's function or class for this exercise."""
-    module = load_learner_module(learner_path(exercise, root))
+    """The learner's function or class for this exercise (LearnerFileError if it is missing)."""
+    path = learner_path(exercise, root)
+    module = load_learner_module(path)
+    if not hasattr(module, exercise.object_name):
+        raise LearnerFileError(missing_definition_message(exercise, path, root))
     return getattr(module, exercise.object_name)
 
 
-def _definition(tree: ast.Module, dotted: str) -> ast.FunctionDef | None:
-    """Find a function, or a method as 'Class.method', at the top of a module."""
-    body: list[ast.stmt] = tree.body
-    found: ast.AST | None = None
-    for part in dotted.split("."):
-        found = next(
-            (n for n in body if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part),
-            None,
+def definitions(tree: ast.Module, dotted: str) -> list[ast.FunctionDef]:
+    """Every definition of a function, or of a method as 'Class.method', at the top of a
+    module, in file order. Python uses the last one."""
+    *classes, name = dotted.split(".")
+    bodies: list[list[ast.stmt]] = [tree.body]
+    for part in classes:
+        bodies = [
+            node.body
+            for body in bodies
+            for node in body
+            if isinstance(node, ast.ClassDef) and node.name == part
+        ][-1:]
+    return [
+        node
+        for body in bodies
+        for node in body
+        if isinstance(node, ast.FunctionDef) and node.name == name
+    ]
+
+
+def top_level_names(tree: ast.Module) -> list[str]:
+    """The functions and classes a module defines at its top level."""
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+
+
+def missing_definition_message(exercise: Exercise, path: Path, root: Path | None = None) -> str:
+    """Say that the file lacks the exercise's function, and which similar name it has."""
+    try:
+        names = top_level_names(ast.parse(path.read_text(encoding="utf-8")))
+    except SyntaxError:
+        names = []
+    close = difflib.get_close_matches(exercise.object_name, names, n=1, cutoff=0.6)
+    kind = "method" if "." in exercise.function else "function"
+    shown = display_path(path, root)
+    message = f"{shown} has no {kind} {exercise.function} (exercise {exercise.id})"
+    if close:
+        return (
+            f"{message}, but it defines {close[0]}. The tests call {exercise.object_name}: "
+            f"rename {close[0]} back to {exercise.object_name}."
         )
-        if found is None:
-            return None
-        body = found.body  # type: ignore[attr-defined]
-    return found if isinstance(found, ast.FunctionDef) else None
+    return f"{message}. The tests call {exercise.function}: define it with that name."
 
 
 def is_stub_body(function: ast.FunctionDef) -> bool:
@@ -165,25 +260,105 @@ def is_stub_body(function: ast.FunctionDef) -> bool:
     return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
 
 
+@dataclass(frozen=True)
+class Definition:
+    """What the learner's file says about one exercise, read without running it."""
+
+    started: bool  # the definition Python uses is not the untouched stub
+    note: str = ""  # e.g. that the function is defined twice
+
+
+def read_definition(exercise: Exercise, root: Path | None = None) -> Definition:
+    """Read (never run) the learner's file: is the exercise started? LearnerFileError for
+    a syntax error or a missing function."""
+    path = learner_path(exercise, root)
+    shown = display_path(path, root)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as error:
+        raise LearnerFileError(describe_syntax_error(error, shown)) from None
+    found = definitions(tree, exercise.function)
+    if not found:
+        raise LearnerFileError(missing_definition_message(exercise, path, root))
+    note = ""
+    if len(found) > 1:
+        lines = ", ".join(str(d.lineno) for d in found)
+        note = (
+            f"{shown} defines {exercise.function} {len(found)} times (lines {lines}); Python "
+            f"uses the last one, at line {found[-1].lineno}: delete the others"
+        )
+    return Definition(started=not is_stub_body(found[-1]), note=note)
+
+
 def is_started(exercise: Exercise, root: Path | None = None) -> bool:
-    """False while the learner's function is still the untouched stub."""
-    source = learner_path(exercise, root).read_text(encoding="utf-8")
-    definition = _definition(ast.parse(source), exercise.function)
-    if definition is None:
-        raise LookupError(f"{exercise.file} has no {exercise.function} (exercise {exercise.id})")
-    return not is_stub_body(definition)
+    """False while the definition Python uses is still the untouched stub."""
+    return read_definition(exercise, root).started
+
+
+def imported_siblings(path: Path) -> list[Path]:
+    """The other exercise files that ``path`` imports (``from ex01_softmax import ...``)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, OSError):
+        return []
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return sorted(path.parent / f"{n}.py" for n in names if (path.parent / f"{n}.py").is_file())
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What :func:`choose` picked for a lesson, remembered for the lesson's check table."""
+
+    exercise: Exercise
+    yours: bool  # the learner's object is in use
+    problem: str = ""  # why the learner's file could not be used, if it could not
+
+
+_chosen: dict[str, Choice] = {}
+
+
+def chosen(exercise_id: str) -> Choice | None:
+    """What :func:`choose` picked for this exercise in this process, if it was called."""
+    return _chosen.get(exercise_id)
+
+
+def chosen_all() -> list[Choice]:
+    """Every choice :func:`choose` made in this process, in the order it made them."""
+    return list(_chosen.values())
 
 
 def choose(exercise_id: str, console: Console | None = None) -> object:
-    """For lessons: the learner's function if they started it, else the reference. Says which."""
+    """For lessons: the learner's function if they started it, else the reference. Says which.
+
+    A learner's file that cannot be used (a syntax error, a missing function) is reported in
+    one line; the lesson then uses the reference and ends with a non-zero exit.
+    """
     console = console or Console(highlight=False)
     exercise = get_exercise(exercise_id)
-    if is_started(exercise):
+    try:
+        started = is_started(exercise)
+        yours = learner_object(exercise) if started else None
+    except LearnerFileError as error:
+        problem = str(error)
+        _chosen[exercise.id] = Choice(exercise, yours=False, problem=problem)
+        console.print(
+            f"[red]exercise {exercise.id}[/red]: your file cannot be used, so this lesson "
+            f"uses the reference {exercise.reference}:\n{escape(problem)}\n"
+            f"Run [bold]lsce check {exercise.id}[/bold] once it is fixed."
+        )
+        return reference_object(exercise)
+    _chosen[exercise.id] = Choice(exercise, yours=started)
+    if started:
         console.print(
             f"[cyan]exercise {exercise.id}[/cyan]: using [bold]your[/bold] {exercise.function} "
             f"from lessons/exercises/{exercise.file}"
         )
-        return learner_object(exercise)
+        return yours
     console.print(
         f"[cyan]exercise {exercise.id}[/cyan]: not started, using the reference "
         f"{exercise.reference} (try it: [bold]lsce hint {exercise.id}[/bold])"
@@ -224,5 +399,6 @@ def choose_pair(forward_id: str, backward_id: str, console: Console | None = Non
             f"pair[/yellow]"
         )
         backward, yours_backward = reference_backward, False
+        _chosen[backward_id] = Choice(get_exercise(backward_id), yours=False)
     backward_forward = forward if yours_backward else reference_forward
     return Pair(forward, backward, backward_forward, yours_forward, yours_backward)

@@ -9,7 +9,7 @@ loads the learner's file from lessons/exercises/ instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -25,6 +25,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str:
+    """Readable test ids: ``test_x[epsilon=1.5-index=0]`` rather than ``test_x[1.5-0]``."""
+    if isinstance(val, str):
+        shown = val
+    else:
+        shown = val.__name__ if callable(val) and hasattr(val, "__name__") else repr(val)
+    return f"{argname}={shown}" if len(shown) <= 40 else argname
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for exercise in exercises.load_manifest():
         config.addinivalue_line(
@@ -32,10 +41,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from tests.test_mistake_catalogue import load_catalogue
+
     if config.getoption("--impl") == "learner":
-        return f"exercise implementation: learner ({exercises.exercises_dir()})"
-    return "exercise implementation: reference (lsce_scratch)"
+        implementation = f"exercise implementation: learner ({exercises.exercises_dir()})"
+    else:
+        implementation = "exercise implementation: reference (lsce_scratch)"
+    catalogue = f"mistake catalogue: {len(load_catalogue())} typical learner mistakes"
+    return [implementation, catalogue]
 
 
 @pytest.fixture
@@ -77,3 +91,16 @@ def lsce_implementation(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
         if hasattr(request.module, name):
             monkeypatch.setattr(request.module, name, getattr(implementation, name))
     return implementation
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Small tensors gain nothing from torch's thread pool, and on a busy 2-core machine its
+    threads only wait. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
+from tests.expect import assert_close  # noqa: F401  (the oracle tests' comparison)
+
 
 class TorchResult(NamedTuple):
     """What :func:`torch_lsce` returns; every field is a NumPy array."""
@@ -180,24 +182,6 @@ def random_index_targets(
 ) -> np.ndarray:
     """Random int64 class indices in [0, K) of shape ``leading_shape`` (0-d for ``()``)."""
     return np.asarray(rng.integers(0, num_classes, size=leading_shape), dtype=np.int64)
-
-
-def assert_close(
-    ours: ArrayLike, theirs: ArrayLike, rtol: float = 1e-10, what: str = "value"
-) -> None:
-    """Assert ``ours`` equals ``theirs`` to ``rtol`` relative to the largest |theirs|.
-
-    Shapes must match exactly and NaNs must sit in the same places. The tolerance is
-    rtol·max|theirs| (at least rtol·1e-6), so entries that are 0 in ``theirs`` must be
-    tiny in ``ours`` too.
-    """
-    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != torch's {theirs.shape}"
-    finite = np.isfinite(theirs)
-    scale = float(np.max(np.abs(theirs[finite]), initial=0.0))
-    np.testing.assert_allclose(
-        ours, theirs, rtol=rtol, atol=rtol * max(scale, 1e-6), equal_nan=True, err_msg=what
-    )
 
 
 # Every torch test runs on the CPU and, where there is one, on a CUDA GPU.

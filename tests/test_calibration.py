@@ -474,6 +474,8 @@ def test_numpy_modules_import_neither_torch_nor_matplotlib_nor_sklearn() -> None
         "import sys, lsce_scratch.calibration, lsce_scratch.mlp; "
         "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

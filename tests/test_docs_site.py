@@ -270,6 +270,11 @@ def test_conventions_page_examples_hold() -> None:
 # --- the strict build ------------------------------------------------------------------------
 
 
+# A cold build runs every lesson for its figures: minutes on a 2-core machine. The tests
+# that build the site get the subprocess's limit plus a margin, not the suite's default.
+BUILD_TIMEOUT = 1200
+
+
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`mkdocs build --strict` into a temporary folder, figures from LSCE_QUICK=1 runs."""
@@ -284,7 +289,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=BUILD_TIMEOUT,
         check=False,
     )
     seconds = time.perf_counter() - started
@@ -294,6 +299,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)
 def test_strict_build_shows_every_exercise_and_figure(built_site: Path) -> None:
     html = {p: p.read_text(encoding="utf-8") for p in built_site.rglob("*.html")}
     everything = "\n".join(html.values())
@@ -356,6 +362,7 @@ def served(built_site: Path) -> Iterator[str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT + 600)
 def test_site_works_offline_in_a_real_browser(
     browser_ready: None, built_site: Path, served: str
 ) -> None:

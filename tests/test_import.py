@@ -53,7 +53,9 @@ SIGNATURES = {
 
 def test_importing_the_numpy_core_does_not_import_torch() -> None:
     code = "import lsce_scratch, sys; assert 'torch' not in sys.modules, 'torch was imported'"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -186,6 +186,59 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path: Path) -> None
     assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
 
 
+class CutShortHandler(RangeHandler):
+    """Announces the whole payload, sends half of it, and closes: a connection that broke."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        self.wfile.write(self.payload[: len(self.payload) // 2])
+
+
+def test_a_download_cut_short_keeps_its_part_file(tmp_path: Path) -> None:
+    CutShortHandler.payload = payload = bytes(range(256)) * 100
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), CutShortHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/images.tar.gz"
+        md5 = hashlib.md5(payload).hexdigest()
+        with pytest.raises(ConnectionError, match="closed after 12800 of 25600 bytes; run again"):
+            data.download(url, tmp_path / "images.tar.gz", md5)
+    finally:
+        httpd.shutdown()
+    # kept for the next try to resume, and not mistaken for the archive
+    assert (tmp_path / "images.tar.gz.part").read_bytes() == payload[:12800]
+    assert not (tmp_path / "images.tar.gz").exists()
+
+
+def test_download_pets_without_a_mirror_is_one_download_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = (tmp_path / "nowhere" / "images.tar.gz").as_uri()  # file://: no network
+    monkeypatch.setattr(data, "ARCHIVES", {"images.tar.gz": ("0" * 32, (missing, missing))})
+    with pytest.raises(data.DownloadError) as caught:
+        data.download_pets(tmp_path / "pets")
+    message = str(caught.value)
+    assert isinstance(caught.value, OSError) and message.count(missing) == 2
+    assert "--download: could not download images.tar.gz" in message
+    assert f"download images.tar.gz yourself into {tmp_path / 'pets'}" in message
+    assert message.endswith("or use --synthetic")
+
+
+def test_download_pets_refuses_an_unsafe_archive_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mirror").mkdir()
+    md5 = make_tar(tmp_path / "mirror" / "images.tar.gz", {"../evil.txt": b"x"})
+    source = (tmp_path / "mirror" / "images.tar.gz").as_uri()
+    monkeypatch.setattr(data, "ARCHIVES", {"images.tar.gz": (md5, (source,))})
+    with pytest.raises(data.DownloadError, match="unsafe tar member .* delete it and run again"):
+        data.download_pets(tmp_path / "pets")
+    assert not (tmp_path / "evil.txt").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # decoding
 
@@ -322,4 +375,4 @@ def test_data_and_synthetic_modules_do_not_import_torch() -> None:
         "import sys, lsce_scratch.pets.data, lsce_scratch.pets.synthetic; "
         "sys.exit('torch' in sys.modules)"
     )
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

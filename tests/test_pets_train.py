@@ -18,13 +18,7 @@ from lsce_scratch.pets.train import epoch_batches, one_cycle
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches gain little from threads, and OpenMP threads crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(size: int = 64, epochs: int = 1) -> list[str]:
@@ -183,7 +177,7 @@ def test_ddp_with_gloo_matches_a_single_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "4096"], "--batch-size 4096 is larger than the 118 training images"),
+        (["--batch-size", "4096"], "--batch-size 4096 is larger than the at most 119 training"),
         (["--epochs", "0"], "--epochs must be >= 1; got 0"),
         (["--weights", "missing.pth"], "--weights missing.pth: no such file"),
         (["--loss", "lsce", "--epsilon", "1.5"], "epsilon must be in [0, 1]"),

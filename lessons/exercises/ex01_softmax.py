@@ -12,6 +12,7 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
     Must work for x = [1000, 1000] (answer 1000 + log 2) and x = [-1000, -1000]
     (answer -1000 + log 2), where exp overflows or underflows. A row of all -inf gives -inf.
+    The result keeps x's floating dtype: float32 in, float32 out.
     """
     # lse(x) = m + log Σ_k exp(x_k − m), with m = max_k x_k so every exponent is ≤ 0
     raise NotImplementedError(
@@ -23,7 +24,7 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Return log softmax(x) along ``axis`` (same shape as x), finite for any finite x.
 
     log softmax(x)_k = x_k − lse(x). Never take log(softmax(x)): softmax underflows to 0
-    for very negative logits and log(0) = -inf.
+    for very negative logits and log(0) = -inf. The result keeps x's floating dtype.
     """
     # log p_k = (x_k − m) − log Σ_j exp(x_j − m)
     raise NotImplementedError(

@@ -20,10 +20,12 @@ def lsce_forward(
 ) -> tuple[np.ndarray, dict]:
     """Return (loss, cache) for (..., K) logits and (...) integer targets.
 
-    Reductions: "none" (shape of target), "sum", "mean". Exercise 5.3 adds PyTorch's
+    Reductions: "none" (shape of target), "sum", "mean"; any other raises ValueError. The
+    loss keeps the logits' dtype (float32 in, float32 out). Exercise 5.3 adds PyTorch's
     semantics for ``weight`` (K,) and ``ignore_index``: ℓ_i = −Σ_k w_k q_ik log p_ik, ignored
     rows contribute 0, and "mean" divides by Σ_i w_{y_i} over the rows that are not ignored
     (NaN when there are none). Until then you may raise NotImplementedError when they are used.
+    Leave the caller's logits and target as they are.
     """
     # log p = z − lse(z);  r = w ⊙ q (0 on ignored rows);  ℓ_i = −Σ_k r_ik log p_ik
     raise NotImplementedError(

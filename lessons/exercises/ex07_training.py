@@ -16,7 +16,8 @@ class Linear(mlp.Linear):
     def backward(self, dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
         """Given dout = ∂L/∂h (N × D_out) and the cache x (N × D_in, the forward's input),
         set self.dW = ∂L/∂W (D_in × D_out) and self.db = ∂L/∂b (D_out,), and return
-        ∂L/∂x (N × D_in). Use self.W as it is; do not update it here.
+        ∂L/∂x (N × D_in). Use self.W as it is; do not update it here. Each call sets the
+        gradients afresh (=, not +=): a second backward replaces them.
         """
         # ∂L/∂W = xᵀ dout;  ∂L/∂b = Σ_i dout_i;  ∂L/∂x = dout Wᵀ
         raise NotImplementedError(
@@ -31,6 +32,7 @@ class Adam(mlp.Adam):
     def step(self, grads: list[np.ndarray]) -> None:
         """One Adam update of every array in self.params, in place, from its gradient in
         ``grads`` (same order). Matches torch.optim.Adam with the same lr, betas and eps.
+        self.t counts the steps, this one included: 1 in the first step, n after n steps.
         """
         # t ← t + 1;  m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²   (m, v in place)
         # m̂ = m / (1 − β₁ᵗ);  v̂ = v / (1 − β₂ᵗ);  θ ← θ − lr · m̂ / (√v̂ + eps)   (θ in place)
@@ -43,7 +45,7 @@ def logit_gap(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Return z_y − max_{k≠y} z_k for every row of (N, K) logits, shape (N,).
 
     Positive when the row is classified right, negative when wrong, 0 on a tie. Do not
-    modify ``logits``.
+    modify ``logits``. The result keeps the logits' dtype: float32 in, float32 out.
     """
     # gap_i = z_{i,y_i} − max_{k≠y_i} z_ik
     raise NotImplementedError(

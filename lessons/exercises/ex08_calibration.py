@@ -16,7 +16,9 @@ def expected_calibration_error(
     Bin m = 1..M holds the rows whose confidence c_i lies in ((m − 1)/M, m/M], closed on
     the right, with the edges computed as m/M (``np.arange(M + 1) / M``): a confidence equal
     to an edge goes to the lower bin, 1.0 to the last and 0 to the first. Empty bins count
-    for nothing. ``norm`` is "l1" (ECE), "l2" (RMS calibration error) or "max" (MCE).
+    for nothing. ``norm`` is "l1" (ECE), "l2" (RMS calibration error) or "max" (MCE); any
+    other value raises ValueError. The top label ŷ_i is the first largest p_ik on ties (as
+    np.argmax picks it).
     """
     # ŷ_i = argmax_k p_ik;  c_i = p_{i,ŷ_i};  acc(B_m) = mean 1[ŷ_i = y_i];  conf(B_m) = mean c_i
     # l1: Σ_m (|B_m|/N)·|acc − conf|;  l2: √(Σ_m (|B_m|/N)·(acc − conf)²);  max: max_m |acc − conf|

@@ -22,7 +22,8 @@ def one_cycle(
     Warm-up for n1 = int(total_steps · pct_start) batches: cosine from max_lr/div_factor up
     to max_lr while β1 goes from moms[0] down to moms[1]. Then cosine from max_lr down to
     max_lr/final_div (final_div defaults to div_factor · 1e4) while β1 goes back up. Batch
-    n1 gets exactly max_lr; batch 0 exactly max_lr/div_factor.
+    n1 gets exactly max_lr; batch 0 exactly max_lr/div_factor, unless n1 = 0 (fewer than
+    1/pct_start batches): then there is no warm-up and batch 0, being batch n1, gets max_lr.
     """
     # annealing_cos(a, b, pct) = b + (a − b)/2 · (cos(π·pct) + 1), from a (pct 0) to b (pct 1)
     # step ≤ n1: pct = step/n1;  lr = cos(max_lr/div, max_lr, pct);  β1 = cos(moms[0], moms[1], pct)
@@ -37,7 +38,7 @@ def reflect(t: torch.Tensor) -> torch.Tensor:
     """Fold coordinates into [−1, 1] by mirroring at ±1, like light between two mirrors.
 
     t in [−1, 1] stays; 1.2 → 0.8; −1.3 → −0.7; 2.5 → −0.5; 3 → −1; the pattern repeats
-    every 4. Same shape and dtype as ``t``.
+    every 4. Same shape and dtype as ``t``; ``t`` itself is left unchanged.
     """
     # s = (t + 1) mod 4 ∈ [0, 4);  fold(t) = s − 1 for s ≤ 2, 3 − s for s > 2
     raise NotImplementedError("Exercise 9.2 (reflect): run `lsce hint 9.2`, then `lsce check 9.2`")

@@ -8,15 +8,22 @@ set and says so loudly: those numbers say nothing about real pets.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import pickle
+import shutil
+import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from lsce_scratch.pets import data as pets_data
-from lsce_scratch.pets.model import RESNET34_URL
+from lsce_scratch.pets.model import RESNET34_URL, read_state_dict
 from lsce_scratch.pets.synthetic import make_synthetic_pets
 from lsce_scratch.pets.train import (
     Runtime,
@@ -85,43 +92,337 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve(args: argparse.Namespace, runtime: Runtime) -> dict:
-    """Fill the options left unset with the device's defaults; say which were used."""
-    defaults = DEFAULTS["cuda" if runtime.cuda else "cpu"]
-    chosen = {}
-    for key, value in defaults.items():
-        given = getattr(args, key, None)
-        chosen[key] = value if given is None else given
-    if not runtime.cuda and runtime.main:
-        used = [f"{k}={v}" for k, v in defaults.items() if getattr(args, k, None) is None]
-        if used:
-            console.print(f"[cyan]CPU run: small defaults {', '.join(used)}[/cyan]")
-    for key in ("size", "batch_size", "epochs", "images"):
-        if chosen[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= 1; got {chosen[key]}")
-    if args.stop_after is not None and args.stop_after < 1:
-        raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
-    return chosen
+# The real set: 7,390 .jpg files. Its two archives and their extracted files take about 1.7 GB.
+REAL_IMAGES = 7390
+DOWNLOAD_BYTES = 1_700_000_000
+# A synthetic set has at least two images of each breed: one to train on, one to validate.
+MIN_SYNTHETIC = 2 * len(pets_data.BREEDS)
+
+# The failures a user causes and can fix (a bad option, a missing file, no network): printed
+# as one message with exit status 2. Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, pets_data.DownloadError)
 
 
-def prepare_images(args: argparse.Namespace, chosen: dict, runtime: Runtime) -> tuple[Path, bool]:
-    """The images folder to train on, and whether it is synthetic (rank 0 makes it)."""
+@dataclass(frozen=True)
+class Plan:
+    """The checked arguments: where the images come from, the settings, the training config."""
+
+    source: str  # "data", "download", "found" (real data already in --root) or "synthetic"
+    images_dir: Path  # the images folder (once downloaded or generated, for those sources)
+    chosen: dict  # size, batch_size, epochs, images, image_scale
+    defaults_used: list[str]  # "size=64", ... for the options left unset
+    config: TrainConfig
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+
+def validate(args: argparse.Namespace) -> Plan:
+    """Check every argument before any work, so that a mistake costs no download, no
+    generated set and no decoding. Raises ValueError or FileNotFoundError naming the option.
+
+    Every rank runs the same checks, so under torchrun all of them stop together.
+    """
+    check_numbers(args)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = check_device(args.device, world)
+    defaults = DEFAULTS["cuda" if cuda else "cpu"]
+    chosen = {key: getattr(args, key, None) for key in defaults}
+    used = [f"{key}={value}" for key, value in defaults.items() if chosen[key] is None]
+    chosen = {key: defaults[key] if value is None else value for key, value in chosen.items()}
+    source, images_dir = choose_source(args, chosen)
+    check_writable(args.out, "--out")
+    files = check_images(args, source, images_dir, chosen)
+    if chosen["batch_size"] % world:
+        raise ValueError(
+            f"--batch-size {chosen['batch_size']} must be divisible by the {world} processes "
+            f"(each takes an equal slice of every batch)"
+        )
+    check_space(args, source, images_dir, files, chosen["size"], cuda=cuda, world=world)
+    if args.compile:
+        check_compile(cuda)
+    config = TrainConfig(
+        epochs=chosen["epochs"],
+        size=chosen["size"],
+        batch_size=chosen["batch_size"],
+        loss=args.loss,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        weights=check_weights(args.weights, source),
+        compile=args.compile,
+        out=args.out,
+        resume=args.resume,
+        stop_after=args.stop_after,
+    )
+    if args.resume:
+        check_resume(config)
+    return Plan(source, images_dir, chosen, used, config)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """ε in [0, 1], the counts at least 1, the seed one that every RNG accepts."""
+    # NaN compares false, so this rejects NaN and ±inf too.
+    if not 0 <= args.epsilon <= 1:
+        raise ValueError(
+            f"--epsilon must be in [0, 1] (the probability mass label smoothing moves off the "
+            f"true class); got {args.epsilon}"
+        )
+    for key in ("epochs", "size", "batch_size", "images", "workers", "stop_after"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= 1; got {value}")
+    # NumPy's SeedSequence refuses negative seeds, torch.manual_seed ones of 2**64 and more.
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be in [0, 2**63); got {args.seed}")
+
+
+def check_device(device: str, world: int) -> bool:
+    """Whether this run trains on CUDA; a clear error when the device or torchrun setup is off."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world > 1:
+        local = os.environ.get("LOCAL_RANK")
+        if local is None:
+            raise ValueError(
+                f"WORLD_SIZE={world} but LOCAL_RANK is not set; start the processes with "
+                f"torchrun --nproc_per_node=N -m lsce_scratch.pets"
+            )
+        gpus = torch.cuda.device_count()
+        if cuda and int(local) >= gpus:
+            raise ValueError(
+                f"LOCAL_RANK={local}, but this machine has {gpus} visible GPU(s); start at most "
+                f"{gpus} processes (torchrun --nproc_per_node={gpus}) or use --device cpu"
+            )
+    return cuda
+
+
+def choose_source(args: argparse.Namespace, chosen: dict) -> tuple[str, Path]:
+    """Where the images come from, and the folder they are (or will be) in."""
     real = args.root / "oxford-iiit-pet"
     if args.data is not None:
-        return pets_data.resolve_images_dir(args.data), False
+        return "data", pets_data.resolve_images_dir(args.data)
     if args.download:
-        if runtime.main:
-            pets_data.download_pets(real, console=console)
-        runtime.barrier()
-        return real / "images", False
+        return "download", real / "images"
     if not args.synthetic and (real / "images").is_dir():
-        console.print(f"using the real data found in {real} (pass --synthetic to avoid it)")
-        return real / "images", False
+        return "found", real / "images"
     folder = args.root / f"pets-synthetic-{chosen['images']}-x{chosen['image_scale']}"
-    if runtime.main:
-        make_synthetic_pets(folder, chosen["images"], scale=chosen["image_scale"])
-    runtime.barrier()
-    return folder / "images", True
+    return "synthetic", folder / "images"
+
+
+def check_images(args: argparse.Namespace, source: str, images_dir: Path, chosen: dict) -> int:
+    """The number of image files to decode. A folder already on disk is listed now, and its
+    split and batch checked, so that an empty folder or a missing annotation fails at once."""
+    if source == "synthetic":
+        if args.split == "official":
+            raise ValueError(
+                "--split official needs the real annotations (trainval.txt, test.txt), which a "
+                "synthetic set has none of; use --split random, or --data / --download"
+            )
+        if chosen["images"] < MIN_SYNTHETIC:
+            raise ValueError(
+                f"--images must be at least {MIN_SYNTHETIC} for a synthetic set (two per "
+                f"breed); got {chosen['images']}"
+            )
+        # the bad files the set includes shrink it further; train() checks the exact count
+        at_most = len(pets_data.random_split(chosen["images"])[0])
+        if chosen["batch_size"] > at_most:
+            raise ValueError(
+                f"--batch-size {chosen['batch_size']} is larger than the at most {at_most} "
+                f"training images of a synthetic set of {chosen['images']}; use a smaller "
+                f"batch or more --images"
+            )
+        return chosen["images"]
+    if source == "download":
+        return REAL_IMAGES  # not there yet: the download checks the archives' md5
+    try:
+        listing = pets_data.list_images(images_dir)
+    except ValueError as error:
+        if source == "data":
+            raise
+        raise ValueError(
+            f"{images_dir} (found in --root) holds no Pets images; delete it, or pass --data, "
+            f"--download or --synthetic"
+        ) from error
+    names = [path.name for path in listing.files]
+    if args.split == "official":
+        train, _ = pets_data.official_split(names, images_dir.parent / "annotations")
+    else:
+        train, _ = pets_data.random_split(len(names))
+    # Files that fail to decode shrink the training set further; train() checks again.
+    if chosen["batch_size"] > len(train):
+        raise ValueError(
+            f"--batch-size {chosen['batch_size']} is larger than the {len(train)} training "
+            f"images in {images_dir}; use a smaller batch"
+        )
+    return len(names)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """``path`` is a folder, or can be made one, and this process may write in it."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{option} {path} is a file, not a folder; pass a folder (made when missing)"
+        )
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"{option} {path}: {existing} is a file, so the folder cannot be made; pass "
+            f"another folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{option} {path}: no permission to write in {existing}; pass a folder you can write to"
+        )
+
+
+def check_space(
+    args: argparse.Namespace,
+    source: str,
+    images_dir: Path,
+    files: int,
+    size: int,
+    *,
+    cuda: bool,
+    world: int,
+) -> None:
+    """The decoded set fits in memory (CPU) and the cache, downloads included, on the disk.
+
+    Without this, a large --size runs out of memory after the decoding, or fills the disk
+    halfway through writing the cache.
+    """
+    side = pets_data.canvas_side(size)
+    needed = files * side * side * 3  # the uint8 canvas of every image
+    # On the CPU every process holds its own copy of the canvases (a GPU's memory is not
+    # queried: that would start CUDA in this process before torchrun picks its device).
+    memory = total_memory()
+    if not cuda and memory is not None and needed * world > memory:
+        copies = f", in each of {world} processes" if world > 1 else ""
+        raise ValueError(
+            f"--size {size}: the decoded images take {gigabytes(needed * world)} of memory "
+            f"({files} images of {side}×{side}×3 bytes{copies}), but this machine has "
+            f"{gigabytes(memory)}; use a smaller --size"
+        )
+    build_cache = not any((args.root / "decoded").glob(f"pets-{size}px-*.json"))
+    download = source == "download" and not (images_dir.parent / "extracted.json").is_file()
+    generate = source == "synthetic" and not (images_dir.parent / "synthetic.json").is_file()
+    if not (build_cache or download or generate):
+        return  # --root is only read: it may be a read-only shared folder
+    check_writable(args.root, "--root")
+    needed = (needed if build_cache else 0) + (DOWNLOAD_BYTES if download else 0)
+    existing = next(p for p in (args.root, *args.root.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise ValueError(
+            f"--root {args.root}: needs about {gigabytes(needed)} of free disk (the decode cache"
+            f"{' and the download' if download else ''}), but {existing} has "
+            f"{gigabytes(free)}; free some space, or use another --root or a smaller --size"
+        )
+
+
+def total_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+        return None
+
+
+def gigabytes(count: float) -> str:
+    return f"{count / 1e9:.1f} GB"
+
+
+def check_compile(cuda: bool) -> None:
+    """torch.compile fails at the first batch without its compiler: check for it now."""
+    if cuda:
+        if importlib.util.find_spec("triton") is None:
+            raise ValueError(
+                "--compile on a GPU needs Triton, which is not installed; pip install triton, "
+                "or drop --compile"
+            )
+        return
+    # TorchInductor's CPU code is C++, built with $CXX (default g++; clang++ on macOS).
+    default = {"darwin": "clang++", "win32": "cl"}.get(sys.platform, "g++")
+    compiler = os.environ.get("CXX", default)
+    if shutil.which(compiler) is None:
+        raise ValueError(
+            f"--compile on the CPU needs a C++ compiler ({compiler}; set $CXX for another), "
+            f"which was not found; install one, or drop --compile"
+        )
+
+
+def check_weights(weights: str | None, source: str) -> str:
+    """The weights to load: the option, or ImageNet's for real data and none for synthetic."""
+    weights = weights or ("none" if source == "synthetic" else RESNET34_URL)
+    if weights == "none" or weights.startswith(("http://", "https://")):
+        return weights
+    if not Path(weights).is_file():
+        raise FileNotFoundError(
+            f"--weights {weights}: no such file; pass a .pth file, a URL, or none "
+            f"(torchvision's is {RESNET34_URL})"
+        )
+    return weights
+
+
+def check_resume(config: TrainConfig) -> None:
+    """--resume needs OUT/checkpoint.pt, written with the same settings as this run.
+
+    The settings that depend on the data (classes, split sizes) are checked by train().
+    """
+    path = config.out / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--resume: no checkpoint at {path}; drop --resume to start a new run, or pass "
+            f"the --out of the run to continue"
+        )
+    try:
+        # mmap: the weights stay on disk; only the settings are read
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["settings"]
+    # a truncated or foreign file: not a zip, a refused pickle, or no settings in it
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        TypeError,
+    ) as error:
+        raise ValueError(
+            f"--resume: cannot read {path} ({type(error).__name__}: {error}); delete it to "
+            f"start over"
+        ) from error
+    names = {f.name for f in fields(config)}
+    differing = [
+        f"{key}={value!r} (now {getattr(config, key)!r})"
+        for key, value in saved.items()
+        if key in names and getattr(config, key) != value
+    ]
+    if differing:
+        raise ValueError(
+            f"--resume: {path} was written by a run with other settings: "
+            + ", ".join(differing)
+            + ". Use the same options, or another --out"
+        )
+
+
+def prepare_images(plan: Plan, runtime: Runtime) -> None:
+    """Download or generate the images where the plan needs it; rank 0 does, the others wait."""
+    if plan.source == "download":
+        if runtime.main:
+            pets_data.download_pets(plan.images_dir.parent, console=console)
+        runtime.barrier()
+    elif plan.source == "synthetic":
+        if runtime.main:
+            make_synthetic_pets(
+                plan.images_dir.parent, plan.chosen["images"], scale=plan.chosen["image_scale"]
+            )
+        runtime.barrier()
+    elif plan.source == "found" and runtime.main:
+        console.print(
+            f"using the real data found in {plan.images_dir.parent} (pass --synthetic to avoid it)"
+        )
 
 
 SYNTHETIC_WARNING = (
@@ -152,44 +453,40 @@ def summary_table(metrics: dict) -> Table:
     return table
 
 
-def experiment(args: argparse.Namespace, runtime: Runtime) -> dict | None:
+def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict | None:
     """Prepare the data, train, evaluate; return the metrics (None when stopped early)."""
     began = time.perf_counter()
-    chosen = resolve(args, runtime)
-    images_dir, synthetic = prepare_images(args, chosen, runtime)
-    weights = args.weights or ("none" if synthetic else RESNET34_URL)
+    config = plan.config
+    if config.weights.startswith(("http://", "https://")):
+        # Fetch the weights (into torch's cache) before the data: without a network this
+        # fails in seconds, not after the decoding. Rank 0 fetches; the others find the file.
+        if runtime.main:
+            read_state_dict(config.weights)
+        runtime.barrier()
+    data_began = time.perf_counter()
+    prepare_images(plan, runtime)
+    images_dir, synthetic = plan.images_dir, plan.synthetic
+    if runtime.main and not runtime.cuda and plan.defaults_used:
+        console.print(f"[cyan]CPU run: small defaults {', '.join(plan.defaults_used)}[/cyan]")
     if runtime.main and synthetic:
         console.print(Panel(SYNTHETIC_WARNING, style="yellow"))
-    if runtime.main and weights == "none":
+    if runtime.main and config.weights == "none":
         console.print("[yellow]no ImageNet weights (--weights none): the body is random[/yellow]")
     cache = args.root / "decoded"
     load = {"split": args.split, "workers": args.workers, "console": console}
     # Rank 0 decodes into the cache; the others wait, then read the finished cache.
     if runtime.main:
-        decoded = pets_data.load_pets(images_dir, chosen["size"], cache, **load)
+        decoded = pets_data.load_pets(images_dir, config.size, cache, **load)
     runtime.barrier()
     if not runtime.main:
-        decoded = pets_data.load_pets(images_dir, chosen["size"], cache, **load)
-    decode_seconds = time.perf_counter() - began
+        decoded = pets_data.load_pets(images_dir, config.size, cache, **load)
+    decode_seconds = time.perf_counter() - data_began
     if runtime.main:
         report_decoding(decoded.report)
         console.print(
             f"{len(decoded.classes)} classes, {len(decoded.train)} train, "
             f"{len(decoded.valid)} valid; {runtime.world} process(es) on {runtime.device}"
         )
-    config = TrainConfig(
-        epochs=chosen["epochs"],
-        size=chosen["size"],
-        batch_size=chosen["batch_size"],
-        loss=args.loss,
-        epsilon=args.epsilon,
-        seed=args.seed,
-        weights=weights,
-        compile=args.compile,
-        out=args.out,
-        resume=args.resume,
-        stop_after=args.stop_after,
-    )
     args.out.mkdir(parents=True, exist_ok=True)
     result = train(config, decoded, runtime, console)
     if result is None:
@@ -229,20 +526,28 @@ def experiment(args: argparse.Namespace, runtime: Runtime) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``lsce pets``: 0 on success, 2 with a message on bad input."""
+    """Entry point of ``lsce pets``: 0 on success, 2 with one message on an expected failure."""
     try:
+        plan = validate(args)
         runtime = start_runtime(args.device)
-    except ValueError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    except EXPECTED_ERRORS as error:
+        return fail(error)
     try:
-        experiment(args, runtime)
-    except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+        experiment(args, plan, runtime)
+    except EXPECTED_ERRORS as error:
+        return fail(error)
     finally:
         stop_runtime(runtime)
     return 0
+
+
+def fail(error: Exception) -> int:
+    """Print an expected failure as one message, without a traceback; return exit status 2."""
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
+    # Under torchrun every rank that fails says so: name the rank.
+    where = f" (rank {rank})" if rank is not None and world != "1" else ""
+    console.print(f"[red]error{where}:[/red] {escape(str(error))}")
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ NumPy and Pillow only, no torch.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -219,9 +220,17 @@ def download(url: str, dest: Path, md5: str, *, console: Console | None = None) 
             ):
                 task = bar.add_task(f"download {dest.name}", total=start + remaining or None)
                 bar.advance(task, start)
+                received = 0
                 while block := response.read(1 << 20):
                     out.write(block)
+                    received += len(block)
                     bar.advance(task, len(block))
+            # urllib ends a body cut short silently; keep the .part file for the next try.
+            if received < remaining:
+                raise ConnectionError(
+                    f"the connection closed after {start + received} of {start + remaining} "
+                    f"bytes; run again to resume"
+                )
     found = md5_of(part)
     if found != md5:
         part.unlink()
@@ -279,8 +288,32 @@ def extract(archive: Path, dest: Path, md5: str | None) -> None:
 # --8<-- [end:safe_extract]
 
 
+class DownloadError(OSError):
+    """The Pets archives could not be fetched or extracted; the message says what to do."""
+
+
+def _download_failed(name: str, md5: str, root: Path, errors: list[str]) -> str:
+    """The message for an archive that no mirror delivered: why each failed, then the fixes."""
+    archive = root / name
+    found = ""
+    # A file the user put there themselves, but not the right one: say so, or they will
+    # wonder why it is not used.
+    if archive.is_file() and (actual := md5_of(archive)) != md5:
+        found = f"{archive} is there but has md5 {actual}, not {md5}: replace it. "
+    return (
+        f"--download: could not download {name}:\n  "
+        + "\n  ".join(errors)
+        + f"\n{found}Check the internet connection and run again (a partial download resumes), "
+        f"or download {name} yourself into {root} (md5 {md5}), or use --synthetic"
+    )
+
+
 def download_pets(root: Path, *, console: Console | None = None) -> Path:
-    """Download and extract both Pets archives under ``root``; return the images folder."""
+    """Download and extract both Pets archives under ``root``; return the images folder.
+
+    Raises :class:`DownloadError` with one message when no mirror delivers an archive (no
+    network, a wrong md5) or an archive cannot be extracted (an unsafe member, a full disk).
+    """
     root = Path(root)
     stamp = root / "extracted.json"
     if stamp.is_file() and (root / "images").is_dir():
@@ -292,17 +325,25 @@ def download_pets(root: Path, *, console: Console | None = None) -> Path:
             try:
                 download(url, archive, md5, console=console)
                 break
-            except (OSError, ValueError) as error:
+            # OSError: no network, refused, timed out, an HTTP error (URLError), a full disk;
+            # ValueError: a wrong md5; HTTPException: the connection broke off mid-file.
+            except (OSError, ValueError, http.client.HTTPException) as error:
                 errors.append(f"{url}: {error}")
         else:
-            raise OSError(
-                "could not download the Pets archive "
-                + name
-                + ":\n  "
-                + "\n  ".join(errors)
-                + f"\nDownload it yourself into {root} and run again, or use --synthetic"
-            )
-        extract(archive, root, md5)
+            raise DownloadError(_download_failed(name, md5, root, errors))
+        try:
+            extract(archive, root, md5)
+        # a wrong md5 or an unsafe member: the file is not the archive it should be
+        except ValueError as error:
+            raise DownloadError(
+                f"--download: {error}. {archive} is not the Pets archive: delete it and run "
+                f"again, or use --synthetic"
+            ) from error
+        except (OSError, tarfile.TarError) as error:
+            raise DownloadError(
+                f"--download: could not extract {archive} into {root} ({error}); free some "
+                f"disk space or fix the permissions and run again, or use --synthetic"
+            ) from error
     stamp.write_text(json.dumps({name: md5 for name, (md5, _) in ARCHIVES.items()}))
     return root / "images"
 
