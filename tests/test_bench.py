@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,11 +29,32 @@ def test_child_peak_rss_sees_what_one_call_allocates() -> None:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def quick_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``bench.py --quick`` run for this module: the path of its JSON."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     result = run_python(["benchmarks/bench.py", "--quick", "--out", str(out)], out.parent)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    return json.loads(out.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick(quick_out: Path) -> dict:
+    return json.loads(quick_out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_and_tables(quick: dict, quick_out: Path) -> None:
+    names = {row["impl"] for row in quick["results"]}
+    assert {"floor", "F.cross_entropy", "LSCEFunction", "NumPy fast", "NumPy naive"} <= names
+    for row in quick["results"]:
+        assert row["time_s"] > 0 and row["vs_builtin"] > 0, row
+        if row["kind"] == "numpy":
+            assert row["peak_bytes"] > 0, row
+    fused = {row["impl"]: row for row in quick["fused_linear"]["rows"]}
+    assert fused["NumPy fused"]["max_rel_error_vs_unfused"] < 1e-5
+    assert quick["machine"]["cpu"] and quick["machine"]["date"]
+    tables = quick_out.with_suffix(".txt").read_text()
+    assert "| NumPy fast |" in tables and "× built-in" in tables
 
 
 @pytest.mark.slow
