@@ -531,3 +531,10 @@ def test_a_lesson_with_a_broken_learner_file_uses_the_reference_and_says_so(cour
     assert "SyntaxError" in done.stdout and "ex01_softmax.py, line" in done.stdout
     assert "Your file for exercise 1.1 could not be used" in done.stdout
     _no_internal_traceback(done)
+
+
+def test_parameter_ids_are_readable():
+    from tests.conftest import pytest_make_parametrize_id
+
+    assert pytest_make_parametrize_id(None, 1.5, "epsilon") == "epsilon=1.5"  # type: ignore[arg-type]
+    assert pytest_make_parametrize_id(None, "mean", "reduction") == "reduction=mean"  # type: ignore[arg-type]
