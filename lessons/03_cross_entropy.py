@@ -34,7 +34,7 @@ cross_entropy_forward, cross_entropy_backward, forward_for_backward = (
     pair.backward,
     pair.backward_forward,
 )
-yours_forward, yours_backward, yours = pair.yours_forward, pair.yours_backward, pair.yours
+yours_forward, yours_backward = pair.yours_forward, pair.yours_backward
 
 # %% [markdown]
 # ## 1. The forward pass: NLL of the true class

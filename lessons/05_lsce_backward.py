@@ -37,7 +37,7 @@ lsce_forward, lsce_backward, forward_for_backward = (
     pair.backward,
     pair.backward_forward,
 )
-yours_forward, yours_backward, yours = pair.yours_forward, pair.yours_backward, pair.yours
+yours_backward = pair.yours_backward
 
 
 # --8<-- [start:torch-reference]

@@ -38,7 +38,6 @@ pool_adjacent_violators = exercises.choose("8.3", console)
 # function and `lsce check`, and the lesson exits non-zero.
 yours_ece = expected_calibration_error is not calibration.expected_calibration_error
 yours_t = fit_temperature is not calibration.fit_temperature
-yours_pav = pool_adjacent_violators is not calibration.pool_adjacent_violators
 
 # %% [markdown]
 # ## 1. Lesson 07's models, again

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lsce_scratch import exercises
+
 OUTPUT_LIMIT = 4000  # characters of printed output kept per test
 
 
@@ -52,18 +54,14 @@ def failure_kind(error: BaseException) -> str:
     return "crash"
 
 
-def _learner_line(excinfo: pytest.ExceptionInfo) -> dict | None:
-    """The deepest frame of the traceback in the learner's folder, as file, line and code."""
+def _learner_line(error: BaseException) -> str | None:
+    """Where in the learner's folder the exception was raised: "file, line N: code"."""
     folder = os.environ.get("LSCE_EXERCISES_DIR")
-    if not folder:
+    frame = exercises.learner_frame(error, Path(folder)) if folder else None
+    if frame is None:
         return None
-    found = None
-    for entry in excinfo.traceback:
-        path = Path(str(entry.path))
-        if path.parent.resolve() == Path(folder).resolve():
-            code = str(entry.statement).strip().splitlines()
-            found = {"file": path.name, "line": entry.lineno + 1, "code": code[0] if code else ""}
-    return found
+    shown, line, code = frame
+    return f"{shown}, line {line}" + (f": {code}" if code else "")
 
 
 def _markers(item: pytest.Item) -> list[str]:
@@ -101,5 +99,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
             record["exception"] = call.excinfo.type.__name__
             record["kind"] = failure_kind(call.excinfo.value)
             record["message"] = str(call.excinfo.value)[:3000]
-            record["where"] = _learner_line(call.excinfo)
+            record["where"] = _learner_line(call.excinfo.value)
         _write(record)

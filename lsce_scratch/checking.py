@@ -62,7 +62,7 @@ class Failure:
     kind: str  # a key of _RANK
     reason: str  # one line: what went wrong
     detail: str = ""  # the rest: expected vs got, then the input
-    where: str = ""  # the learner's line that raised, "ex01_softmax.py, line 17: ..."
+    where: str = ""  # the learner's line that raised: "<file>, line 17: return x[5]"
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,6 @@ class Result:
     failures: tuple[Failure, ...] = ()
     note: str = ""  # said with any status, e.g. that the function is defined twice
     output: str = ""  # what the learner's code printed during the tests
-    tested_file: str = ""
 
     @classmethod
     def from_json(cls, data: dict) -> Result:
@@ -183,30 +182,20 @@ def run_tests(
     return run
 
 
-def _where(record: dict) -> str:
-    where = record.get("where")
-    if not where:
-        return ""
-    code = f": {where['code']}" if where.get("code") else ""
-    return f"{where['file']}, line {where['line']}{code}"
-
-
 def _failure(record: dict, exercise: ex.Exercise) -> Failure:
     """One failing test's record as the learner reads it: the reason first."""
     message = record["message"].strip()
     first, _, rest = message.partition("\n")
-    kind = record["kind"] or "crash"
+    kind, where = record["kind"] or "crash", record["where"] or ""
     if kind == "crash":
         name = exercise.function.split(".")[-1]
         raised = f"{record['exception']}: {first}" if first else record["exception"]
-        if record.get("where"):
-            return Failure(
-                record["name"], kind, f"your {name} raised {raised}", rest, _where(record)
-            )
+        if where:
+            return Failure(record["name"], kind, f"your {name} raised {raised}", rest, where)
         kind, first = "mismatch", f"{raised} (in the test, from what your {name} returned)"
     if kind == "mismatch" and not first:
         first = f"{record['exception'] or 'AssertionError'} (no message)"
-    return Failure(record["name"], kind, first, rest, _where(record))
+    return Failure(record["name"], kind, first, rest, where)
 
 
 def _timed_out(exercise: ex.Exercise, hung: dict, timeout: float) -> Result:
@@ -243,19 +232,18 @@ def _result_for(
     note: str = "",
 ) -> Result:
     """One exercise's status from its tests' records."""
-    tested = f"lessons/exercises/{exercise.file}"
     mine = [r for r in records if exercise.marker in r["exercises"]]
     output = "".join(r.get("output", "") for r in mine)
     if not mine:
         return Result(exercise.id, NO_TESTS, f"no tests are marked {exercise.marker}")
     failed = [r for r in mine if r["outcome"] == "failed"]
     if not failed:
-        return Result(exercise.id, PASSED, f"{len(mine)} tests pass", (), note, output, tested)
+        return Result(exercise.id, PASSED, f"{len(mine)} tests pass", (), note, output)
     files = [r for r in failed if r["kind"] == "file"]
     if files:
         problem = Failure(files[0]["name"], "file", files[0]["message"])
         summary = "your file cannot be used"
-        return Result(exercise.id, ERROR, summary, (problem,), note, output, tested)
+        return Result(exercise.id, ERROR, summary, (problem,), note, output)
     if all(r["kind"] == "stub" for r in failed):
         functions = {e.id: e.function for e in manifest}
         named = {m for r in failed for m in _EXERCISE_ID.findall(r["message"])}
@@ -264,14 +252,14 @@ def _result_for(
             summary = (
                 f"needs exercise {', '.join(blockers)} first (its function is not written yet)"
             )
-            return Result(exercise.id, BLOCKED, summary, (), note, output, tested)
+            return Result(exercise.id, BLOCKED, summary, (), note, output)
         summary = failed[0]["message"] or "your code raised NotImplementedError"
-        return Result(exercise.id, NOT_STARTED, summary, (), note, output, tested)
+        return Result(exercise.id, NOT_STARTED, summary, (), note, output)
     failures = sorted((_failure(r, exercise) for r in failed), key=lambda f: _RANK[f.kind])
     status = ERROR if failures[0].kind == "crash" else FAILING
     fail = "test fails" if len(mine) == 1 else "tests fail"
     summary = f"{len(failed)} of {len(mine)} {fail}"
-    return Result(exercise.id, status, summary, tuple(failures), note, output, tested)
+    return Result(exercise.id, status, summary, tuple(failures), note, output)
 
 
 def dependencies(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]) -> list[Path]:
@@ -287,9 +275,15 @@ def dependencies(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise])
         if path not in learner and path.is_file():
             learner.add(path)
             pending += ex.imported_siblings(path)
-    tests = [root / exercise.tests, root / "tests" / "conftest.py", root / "tests" / "oracle.py"]
-    helpers = sorted((root / exercise.tests).parent.glob("[!t]*.py"))  # not test_*.py
-    return sorted(learner) + [p for p in tests + helpers if p.is_file()]
+    # its tests: the test file and every helper module beside it or above it (conftest, ...)
+    test_file = root / exercise.tests
+    helpers = [
+        path
+        for folder in (test_file.parent, root / "tests")
+        for path in sorted(folder.glob("*.py"))
+        if not path.name.startswith("test_")
+    ]
+    return sorted(learner) + [test_file] + helpers
 
 
 def _fingerprint(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]) -> str:
@@ -329,16 +323,13 @@ def _remembered(state: dict, exercise: ex.Exercise, fingerprint: str) -> Result 
 def _before_running(exercise: ex.Exercise, root: Path) -> Result | ex.Definition:
     """Read the learner's file without running it: an ERROR or NOT_STARTED result, or the
     definition to test."""
-    tested = f"lessons/exercises/{exercise.file}"
     try:
         definition = ex.read_definition(exercise, root)
     except ex.LearnerFileError as error:
         problem = Failure("reading your file", "file", str(error))
-        return Result(exercise.id, ERROR, "your file cannot be used", (problem,), "", "", tested)
+        return Result(exercise.id, ERROR, "your file cannot be used", (problem,))
     if not definition.started:
-        return Result(
-            exercise.id, NOT_STARTED, "the stub is untouched", (), definition.note, "", tested
-        )
+        return Result(exercise.id, NOT_STARTED, "the stub is untouched", (), definition.note)
     return definition
 
 

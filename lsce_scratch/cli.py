@@ -22,7 +22,6 @@ from rich.table import Table
 
 from lsce_scratch import checking
 from lsce_scratch import exercises as ex
-from lsce_scratch.checking import DEFAULT_TIMEOUT
 
 console = Console(highlight=False)
 # in the order a summary line counts them
@@ -365,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     timeout.add_argument(
         "--timeout",
         type=float,
-        help=f"seconds one test may run before it is stopped (default {DEFAULT_TIMEOUT:g}, "
-        "or $LSCE_TIMEOUT)",
+        help="seconds one test may run before it is stopped "
+        f"(default {checking.DEFAULT_TIMEOUT:g}, or $LSCE_TIMEOUT)",
     )
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(

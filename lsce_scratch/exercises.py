@@ -138,7 +138,7 @@ def describe_syntax_error(error: SyntaxError, shown: str) -> str:
     return "\n".join(lines)
 
 
-def _learner_frame(error: BaseException, folder: Path) -> tuple[str, int, str] | None:
+def learner_frame(error: BaseException, folder: Path) -> tuple[str, int, str] | None:
     """The deepest frame of ``error``'s traceback inside ``folder``: (file, line, code)."""
     found = None
     for frame in traceback.extract_tb(error.__traceback__):
@@ -180,7 +180,7 @@ def load_learner_module(path: Path) -> ModuleType:
         raise LearnerFileError(describe_syntax_error(error, display_path(where))) from None
     except Exception as error:  # the learner's code at import time: anything can happen
         del sys.modules[name]
-        frame = _learner_frame(error, path.parent)
+        frame = learner_frame(error, path.parent)
         where = f"{frame[0]}, line {frame[1]}" if frame else display_path(path)
         code = f"\n    {frame[2]}" if frame and frame[2] else ""
         raise LearnerFileError(
@@ -375,10 +375,6 @@ class Pair:
     backward_forward: Callable  # the forward whose cache ``backward`` reads
     yours_forward: bool
     yours_backward: bool
-
-    @property
-    def yours(self) -> bool:
-        return self.yours_forward or self.yours_backward
 
 
 def choose_pair(forward_id: str, backward_id: str, console: Console | None = None) -> Pair:

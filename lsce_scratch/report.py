@@ -174,7 +174,7 @@ class CheckTable:
     def trusted(self, exercise_id: str, yours: T, reference: T) -> T:
         """``yours`` while every check that ran the learner's function has held, else
         ``reference``: the lesson's later numbers and figures must be right. Says so once."""
-        if not any(not r.ok and exercise_id in r.yours for r in self.rows):
+        if not self.learner_failures(exercise_id):
             return yours
         if exercise_id not in self._distrusted:
             self._distrusted.add(exercise_id)
@@ -183,6 +183,10 @@ class CheckTable:
                 f"of this lesson uses the reference[/yellow]"
             )
         return reference
+
+    def learner_failures(self, exercise_id: str) -> list[Check]:
+        """The failed checks that ran the learner's function of this exercise."""
+        return [row for row in self.rows if not row.ok and exercise_id in row.yours]
 
     def learner_differences(self) -> list[str]:
         """One line per exercise whose learner's function made a check fail, or whose file
@@ -196,7 +200,7 @@ class CheckTable:
                     f"ran the reference {exercise.function}: run lsce check {exercise.id}"
                 )
                 continue
-            failed = [r for r in self.rows if not r.ok and exercise.id in r.yours]
+            failed = self.learner_failures(exercise.id)
             if failed:
                 more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
                 lines.append(

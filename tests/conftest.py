@@ -95,12 +95,9 @@ def lsce_implementation(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
 
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
-    """Small tensors gain nothing from torch's thread pool, and on a busy 2-core machine its
-    threads only wait. A module opts in with
+    """One torch thread for a test (tests.oracle.single_torch_thread). A module opts in with
     ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
-    import torch
+    from tests.oracle import single_torch_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_torch_thread():
+        yield

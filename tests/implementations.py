@@ -30,6 +30,7 @@ import torch
 
 from lsce_scratch import fast, losses
 from lsce_scratch import nn as lnn
+from tests.oracle import single_torch_thread
 
 
 class Result(NamedTuple):
@@ -62,22 +63,18 @@ def _class_chunk(num_classes: int) -> int:
 
 @contextlib.contextmanager
 def _settings(name: str, num_classes: int) -> Iterator[None]:
-    """The torch module settings an implementation runs with, restored afterwards.
-
-    One torch thread: these tensors are tiny, and torch's thread pool on a busy 2-core
-    machine turns each small op into a wait.
-    """
-    saved = lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK, torch.get_num_threads()
-    torch.set_num_threads(1)
+    """The torch module settings an implementation runs with (and one torch thread),
+    restored afterwards."""
+    saved = lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK
     if name in ("torch-ops", "torch-class-chunks"):
         lnn.NUMPY_ON_CPU = False
     if name == "torch-class-chunks":
         lnn.CLASS_CHUNK = _class_chunk(num_classes)
     try:
-        yield
+        with single_torch_thread():
+            yield
     finally:
-        lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK, threads = saved
-        torch.set_num_threads(threads)
+        lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK = saved
 
 
 def _float64(t: torch.Tensor | np.ndarray | None) -> np.ndarray | None:

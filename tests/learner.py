@@ -55,9 +55,13 @@ def write_body(path: Path, function: str, body: str) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def lsce(course: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run the real ``lsce`` command in ``course``, with wide, unwrapped output."""
+def lsce(
+    course: Path, *args: str, timeout: float = 180, **env_vars: str
+) -> subprocess.CompletedProcess:
+    """Run the real ``lsce`` command in ``course``, with wide, unwrapped output unless
+    ``env_vars`` (extra environment variables) say otherwise."""
     env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="1000", PYTHONUNBUFFERED="1")
+    env.update(env_vars)
     return subprocess.run(
         [sys.executable, "-m", "lsce_scratch.cli", *args],
         cwd=course, env=env, capture_output=True, text=True, timeout=timeout,

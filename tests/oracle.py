@@ -15,6 +15,8 @@ them, back-propagates an upstream gradient and returns NumPy arrays. Compare it 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -81,12 +83,18 @@ def torch_lsce(
     torch wants the classes on dim 1, so logits and probability targets of rank ≥ 2 have
     their last axis moved there; a single ``(K,)`` example is passed as it is.
     """
-    # One thread: these tensors are tiny, and torch's thread pool on a busy 2-core CI
-    # machine turns a 0.3 ms call into 10-40 ms.
+    with single_torch_thread():
+        return _torch_lsce(logits, target, epsilon, reduction, weight, ignore_index, dloss, dtype)
+
+
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """One torch thread, restored afterwards. These tensors are tiny, and torch's thread
+    pool on a busy 2-core CI machine turns a 0.3 ms call into 10-40 ms."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _torch_lsce(logits, target, epsilon, reduction, weight, ignore_index, dloss, dtype)
+        yield
     finally:
         torch.set_num_threads(threads)
 

@@ -365,20 +365,15 @@ def test_reusing_an_earlier_exercise_works_in_check_run_and_a_notebook(course: P
     """)  # fmt: skip
     checked = lsce(course, "check", "3.1")
     assert checked.returncode == 0 and "PASSED" in checked.stdout, checked.stdout
-    env = dict(os.environ, LSCE_ROOT=str(course), LSCE_QUICK="1", MPLBACKEND="Agg")
-    env["LSCE_FIGURE_DIR"] = str(course / "figures")
-    lesson = subprocess.run(
-        [sys.executable, "-m", "lsce_scratch.cli", "run", "3", "--quick"],
-        cwd=course, env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    lesson = _lesson(course, "3")
     assert lesson.returncode == 0, lesson.stdout[-3000:] + lesson.stderr[-3000:]
     assert "using your cross_entropy_forward" in lesson.stdout
     # a notebook runs the lesson's code from lessons/, with no __file__
     script = (ROOT / "lessons" / "03_cross_entropy.py").read_text(encoding="utf-8")
     notebook = subprocess.run(
         [sys.executable, "-c", "import sys; exec(compile(sys.stdin.read(), '<cell>', 'exec'))"],
-        cwd=course / "lessons", env=env, input=script, capture_output=True, text=True,
-        timeout=240,
+        cwd=course / "lessons", env=dict(os.environ, **_lesson_env(course)), input=script,
+        capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert notebook.returncode == 0, notebook.stdout[-3000:] + notebook.stderr[-3000:]
     assert "using your cross_entropy_forward" in notebook.stdout
@@ -470,24 +465,25 @@ def test_run_of_an_unknown_lesson_says_what_exists(course: Path):
 
 
 def test_list_keeps_file_names_whole_at_80_columns(course: Path):
-    env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="80")
-    done = subprocess.run(
-        [sys.executable, "-m", "lsce_scratch.cli", "list"],
-        cwd=course, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = lsce(course, "list", COLUMNS="80")
     assert done.returncode == 0
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
     for exercise in ex.load_manifest(ROOT):
         assert f"{exercise.file}:" in done.stdout, f"{exercise.file} is cut in lsce list"
 
 
+def _lesson_env(course: Path) -> dict[str, str]:
+    """How the lessons run in the tests: quick, no display, figures inside the course."""
+    return {
+        "LSCE_ROOT": str(course),
+        "LSCE_QUICK": "1",
+        "MPLBACKEND": "Agg",
+        "LSCE_FIGURE_DIR": str(course / "figures"),
+    }
+
+
 def _lesson(course: Path, number: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LSCE_ROOT=str(course), LSCE_QUICK="1", MPLBACKEND="Agg")
-    env.update(LSCE_FIGURE_DIR=str(course / "figures"), COLUMNS="1000")
-    return subprocess.run(
-        [sys.executable, "-m", "lsce_scratch.cli", "run", number, "--quick"],
-        cwd=course, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    return lsce(course, "run", number, "--quick", timeout=300, **_lesson_env(course))
 
 
 @pytest.mark.slow
