@@ -1,4 +1,4 @@
-"""Lesson 09's GPU benchmark: the pets pipeline against a plain PyTorch loop, on one device.
+"""Lesson 10's GPU benchmark: the pets pipeline against a plain PyTorch loop, on one device.
 
 On a synthetic set the size of Oxford-IIIT Pet (7,390 JPEGs at the real image sizes, made
 here, in parallel), it measures:
@@ -6,7 +6,7 @@ here, in parallel), it measures:
 1. decode + cache: decoding every JPEG once into the uint8 cache (and reading it back);
 2. baseline: training images/s of a plain loop: fp32, NCHW, eager, a DataLoader whose
    worker processes decode each JPEG and augment it with PIL (rotate, zoom, crop, flip);
-3. ours: training images/s of lesson 09's loop: the uint8 set resident on the device, one
+3. ours: training images/s of lesson 10's loop: the uint8 set resident on the device, one
    ``grid_sample`` per batch, bf16 autocast, channels_last, fused AdamW;
 4. recipe: the wall time of the whole ``fit_one_cycle(4)`` run at 224 px and batch 64,
    decoding included (``lsce pets`` on the synthetic folder, a fresh cache).
@@ -42,11 +42,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lsce_scratch.pets import command, data  # noqa: E402
-from lsce_scratch.pets.augment import IMAGENET_MEAN, IMAGENET_STD, random_transforms  # noqa: E402
-from lsce_scratch.pets.model import PetClassifier, ResNet34, freeze_body  # noqa: E402
-from lsce_scratch.pets.synthetic import make_synthetic_pets  # noqa: E402
-from lsce_scratch.pets.train import (  # noqa: E402
+from lsce_course.report import console  # noqa: E402
+from lsce_examples.pets import command, data  # noqa: E402
+from lsce_examples.pets.augment import IMAGENET_MEAN, IMAGENET_STD, random_transforms  # noqa: E402
+from lsce_examples.pets.model import PetClassifier, ResNet34, freeze_body  # noqa: E402
+from lsce_examples.pets.synthetic import make_synthetic_pets  # noqa: E402
+from lsce_examples.pets.train import (  # noqa: E402
     TrainConfig,
     batch_images,
     make_criterion,
@@ -54,7 +55,6 @@ from lsce_scratch.pets.train import (  # noqa: E402
     to_device,
     train_step,
 )
-from lsce_scratch.report import console  # noqa: E402
 
 FULL = {"images": 7390, "scale": 1.0, "size": 224, "batch": 64, "warmup": 8, "steps": 40}
 SMALL = {"images": 74, "scale": 0.3, "size": 32, "batch": 16, "warmup": 1, "steps": 2}
@@ -151,7 +151,7 @@ def baseline(pets: data.PetsData, images_dir: Path, device, settings: dict, work
 
 
 def ours(pets: data.PetsData, device, settings: dict, compile_model: bool):
-    """Images/s of lesson 09's loop: resident uint8 set, one grid_sample, bf16, NHWC."""
+    """Images/s of lesson 10's loop: resident uint8 set, one grid_sample, bf16, NHWC."""
     cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda
     on_device = to_device(pets, device)
@@ -221,7 +221,7 @@ def recipe(images_dir: Path, work: Path, device, settings: dict, epochs: int) ->
 
 
 def markdown(result: dict) -> str:
-    """The result as the Markdown that lesson 09's page and the Benchmarks page include."""
+    """The result as the Markdown that lesson 10's page and the Benchmarks page include."""
     phases, settings = result["phases"], result["settings"]
     lines = [
         f"Measured {result['date']} on {result['device']}; torch {result['torch']}, CUDA "

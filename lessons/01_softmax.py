@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lsce_scratch import exercises
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import log_softmax as reference_log_softmax
 from lsce_scratch.softmax import logsumexp as reference_logsumexp
 

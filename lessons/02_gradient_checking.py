@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import exercises
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.gradcheck import KINK_THRESHOLD, PASS_THRESHOLD, verdict
 from lsce_scratch.gradcheck import numerical_gradient as reference_numerical_gradient
 from lsce_scratch.gradcheck import rel_error as reference_rel_error
 from lsce_scratch.losses import label_smoothing_cross_entropy, lsce_backward, lsce_forward
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import logsumexp, softmax
 
 rng = np.random.default_rng(2)

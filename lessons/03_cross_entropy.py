@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import exercises
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import cross_entropy_backward as reference_backward
 from lsce_scratch.losses import cross_entropy_forward as reference_forward
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import log_softmax, softmax
 
 rng = np.random.default_rng(3)

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsce_scratch import exercises
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.losses import label_smoothing_cross_entropy as reference_loss
 from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
 from lsce_scratch.losses import smooth_labels as reference_smooth_labels
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import log_softmax, softmax
 
 rng = np.random.default_rng(4)

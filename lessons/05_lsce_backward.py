@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import exercises
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import lsce_backward as reference_backward
 from lsce_scratch.losses import lsce_forward as reference_forward
 from lsce_scratch.losses import smooth_labels
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import softmax
 
 rng = np.random.default_rng(5)

@@ -17,14 +17,15 @@
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import exercises, lsce_backward, lsce_forward
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_scratch import lsce_backward, lsce_forward
 from lsce_scratch.memory import extra_saved_bytes
 from lsce_scratch.nn import (
     CompositeLabelSmoothingCrossEntropy,
     LabelSmoothingCrossEntropy,
     label_smoothing_cross_entropy,
 )
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 
 table = CheckTable("Lesson 06: our LSCE against PyTorch")
 torch.manual_seed(0)

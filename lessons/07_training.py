@@ -22,10 +22,11 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lsce_scratch import exercises, mlp
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_examples import digits_mlp as mlp
 from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
 from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
-from lsce_scratch.report import CheckTable, console, quick_mode, save_figure
 from lsce_scratch.softmax import softmax
 
 table = CheckTable("Lesson 07: training with CE and LSCE")

@@ -22,9 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.isotonic import IsotonicRegression, isotonic_regression
 
-from lsce_scratch import calibration, exercises, mlp
-from lsce_scratch.plots import reliability_diagram
-from lsce_scratch.report import CheckTable, console, figure_dir, quick_mode, save_figure
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, figure_dir, quick_mode, save_figure
+from lsce_examples import digits_mlp as mlp
+from lsce_examples.plots import reliability_diagram
+from lsce_scratch import calibration
 from lsce_scratch.softmax import softmax
 
 table = CheckTable("Lesson 08: calibration")

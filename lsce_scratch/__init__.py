@@ -3,7 +3,7 @@
 The NumPy core is importable from here without importing torch; the PyTorch bridge lives
 in :mod:`lsce_scratch.nn`. ``lsce_forward``, ``lsce_backward`` and
 ``label_smoothing_cross_entropy`` here are the fast versions of :mod:`lsce_scratch.fast`
-(lesson 10); :mod:`lsce_scratch.losses` keeps the simple ones that lesson 05 derives, with
+(lesson 09); :mod:`lsce_scratch.losses` keeps the simple ones that lesson 05 derives, with
 the same contract and the same results.
 """
 

@@ -1,4 +1,4 @@
-"""Fast label-smoothing cross-entropy in NumPy: fused, chunked, threaded (lesson 10).
+"""Fast label-smoothing cross-entropy in NumPy: fused, chunked, threaded (lesson 09).
 
 The same contract and the same numbers as :mod:`lsce_scratch.losses` (lesson 05), but
 the work is arranged around memory traffic. The simple version builds the (N, K) target
@@ -431,7 +431,7 @@ def merge(a: Partial, b: Partial) -> Partial:
 def online_logsumexp(x: ArrayLike, chunk: int = 4096) -> np.ndarray:
     """log Σ_k exp(x_k) over the last axis, reading ``chunk`` classes at a time.
 
-    Exercise 10.1. Memory beyond the result is O(rows·chunk); x must be finite.
+    Exercise 9.1. Memory beyond the result is O(rows·chunk); x must be finite.
     """
     chunk = _check_chunk(chunk)
     x = np.asarray(x)

@@ -1,5 +1,5 @@
 """Measuring memory: what a loss keeps for its backward (lesson 06), and the peak of the
-NumPy buffers a call allocates (lesson 10, the benchmarks). Imports torch."""
+NumPy buffers a call allocates (lesson 09, the benchmarks). Imports torch."""
 
 from __future__ import annotations
 

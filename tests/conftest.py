@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lsce_scratch import exercises, fast, losses
+from lsce_course import exercises
+from lsce_scratch import fast, losses
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lsce_scratch import exercises as ex
+from lsce_course import exercises as ex
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "lessons" / "solutions"
@@ -63,7 +63,7 @@ def lsce(
     env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="1000", PYTHONUNBUFFERED="1")
     env.update(env_vars)
     return subprocess.run(
-        [sys.executable, "-m", "lsce_scratch.cli", *args],
+        [sys.executable, "-m", "lsce_course.cli", *args],
         cwd=course, env=env, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -5,14 +5,24 @@ the goals table is plain."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.lessons import ROOT, run_python
-from tests.test_lessons_10 import load_bench
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
 
 bench = load_bench()
 SAVED = ROOT / "docs" / "benchmarks"
@@ -116,3 +126,18 @@ def test_benchmarks_page_speaks_to_readers(page: str) -> None:
     assert "FAIL" not in text
     for words in ("issue", "build machine", "next thing to try"):
         assert words not in text.lower(), f"docs/{page} says {words!r}"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_committed_benchmark_tables_match_their_json(device: str) -> None:
+    """The Benchmarks page shows docs/benchmarks/*.txt: they must be the JSON's rendering."""
+    json_path = ROOT / "docs" / "benchmarks" / f"{device}.json"
+    text_path = json_path.with_suffix(".txt")
+    assert text_path.is_file(), f"{text_path} is missing (the Benchmarks page includes it)"
+    if not json_path.is_file():
+        assert device == "cuda", "docs/benchmarks/cpu.json must be committed"
+        assert "No GPU results" in text_path.read_text()  # the placeholder, never a number
+        return
+    data = json.loads(json_path.read_text())
+    assert data["machine"]["device"] == device
+    assert text_path.read_text() == load_bench().markdown(data)

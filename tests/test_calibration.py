@@ -458,7 +458,7 @@ def test_reliability_diagram_draws_the_bins() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lsce_scratch.plots import reliability_diagram
+    from lsce_examples.plots import reliability_diagram
 
     fig, ax = plt.subplots()
     bins = reliability_diagram(ax, EDGE_PROBS, EDGE_LABELS, n_bins=4, title="edges")
@@ -471,7 +471,7 @@ def test_reliability_diagram_draws_the_bins() -> None:
 
 def test_numpy_modules_import_neither_torch_nor_matplotlib_nor_sklearn() -> None:
     code = (
-        "import sys, lsce_scratch.calibration, lsce_scratch.mlp; "
+        "import sys, lsce_scratch.calibration, lsce_examples.digits_mlp; "
         "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -26,11 +26,11 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import yaml
 
-from lsce_scratch.exercises import load_manifest
+from lsce_course.course import load_lessons
+from lsce_course.exercises import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSON_SCRIPT = re.compile(r"^(\d\d)_(\w+)\.py$")
-LESSON_PAGE = re.compile(r"^(\d\d)-([\w-]+)\.md$")
+LESSONS = load_lessons(ROOT)
 DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
 
 
@@ -51,18 +51,6 @@ gen_figures = _load_tool("gen_figures")
 vendor_katex = _load_tool("vendor_katex")
 
 
-def lesson_scripts() -> dict[str, str]:
-    """'04' → 'label_smoothing' for every lessons/NN_name.py."""
-    found = (LESSON_SCRIPT.match(p.name) for p in (ROOT / "lessons").glob("*.py"))
-    return {m.group(1): m.group(2) for m in found if m}
-
-
-def lesson_pages() -> dict[str, str]:
-    """'04' → 'label-smoothing' for every docs/lessons/NN-slug.md."""
-    found = (LESSON_PAGE.match(p.name) for p in (ROOT / "docs" / "lessons").glob("*.md"))
-    return {m.group(1): m.group(2) for m in found if m}
-
-
 def nav_pages(nav: object) -> list[str]:
     """Every page path in a mkdocs nav, depth first."""
     if isinstance(nav, str):
@@ -77,26 +65,27 @@ def nav_pages(nav: object) -> list[str]:
 # --- lessons and pages -------------------------------------------------------------------
 
 
-def test_every_lesson_script_has_a_page_and_every_page_a_script() -> None:
-    scripts, pages = lesson_scripts(), lesson_pages()
-    for number, name in scripts.items():
-        assert number in pages, (
-            f"lessons/{number}_{name}.py has no page: add docs/lessons/{number}-"
-            f"{name.replace('_', '-')}.md (see CONTRIBUTING.md)"
+def test_every_lesson_script_and_page_is_in_the_course_manifest() -> None:
+    for lesson in LESSONS:
+        assert (ROOT / lesson.script).is_file(), f"lessons/course.toml: no {lesson.script}"
+        assert (ROOT / "docs" / lesson.page).is_file(), (
+            f"lessons/course.toml: no docs/{lesson.page}"
         )
-        assert pages[number] == name.replace("_", "-"), (
-            f"lessons/{number}_{name}.py's page is docs/lessons/{number}-{pages[number]}.md; "
-            f"name it docs/lessons/{number}-{name.replace('_', '-')}.md"
-        )
-    for number, slug in pages.items():
-        assert number in scripts, f"docs/lessons/{number}-{slug}.md has no lesson script"
+        assert Path(lesson.script).name == f"{lesson.label}_{lesson.slug.replace('-', '_')}.py"
+        assert Path(lesson.page).name == f"{lesson.label}-{lesson.slug}.md"
+    scripts = {p.name for p in (ROOT / "lessons").glob("[0-9][0-9]_*.py")}
+    pages = {p.name for p in (ROOT / "docs" / "lessons").glob("*.md")}
+    assert scripts == {Path(lesson.script).name for lesson in LESSONS}, (
+        "add it to lessons/course.toml"
+    )
+    assert pages == {Path(lesson.page).name for lesson in LESSONS}, "add it to lessons/course.toml"
 
 
-def test_every_lesson_page_is_in_the_nav() -> None:
+def test_the_nav_lists_the_lessons_of_the_manifest_in_order() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
-    in_nav = set(nav_pages(config["nav"]))
-    for number, slug in lesson_pages().items():
-        assert f"lessons/{number}-{slug}.md" in in_nav, f"add lessons/{number}-{slug}.md to nav"
+    lessons = next(item["Lessons"] for item in config["nav"] if "Lessons" in item)
+    expected = [{f"{lesson.label} {lesson.title}": lesson.page} for lesson in LESSONS]
+    assert lessons == expected, "the nav's Lessons must be lessons/course.toml's, in order"
 
 
 # --- vendored KaTeX ----------------------------------------------------------------------
@@ -306,8 +295,8 @@ def test_strict_build_shows_every_exercise_and_figure(built_site: Path) -> None:
     assert "<!-- lsce:" not in everything, "an lsce: marker was not expanded"
     for exercise in load_manifest(ROOT):
         assert f'id="{hooks.anchor(exercise)}"' in everything, f"no box for {exercise.id}"
-    for number, slug in lesson_pages().items():
-        assert (built_site / "lessons" / f"{number}-{slug}" / "index.html").is_file()
+    for lesson in LESSONS:
+        assert (built_site / Path(lesson.page).with_suffix("") / "index.html").is_file()
     for page in (ROOT / "docs" / "lessons").glob("*.md"):
         for figure in re.findall(r"\.\./figures/([\w.-]+\.png)", page.read_text("utf-8")):
             assert (built_site / "figures" / figure).is_file(), f"{page.name}: no {figure}"
@@ -372,7 +361,7 @@ def test_site_works_offline_in_a_real_browser(
         if "assets" not in p.parts
     )
     lessons = [p for p in pages if p.startswith("lessons/")]
-    assert len(lessons) == len(lesson_pages()), "every lesson page must be visited"
+    assert len(lessons) == len(LESSONS), "every lesson page must be visited"
     proc = subprocess.run(
         ["node", str(ROOT / "tests" / "browser_check.mjs"), "--base", served,
          "--pages", " ".join(pages), "--chromium", chromium_path()],

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from lsce_scratch import checking
-from lsce_scratch import exercises as ex
+from lsce_course import checking
+from lsce_course import exercises as ex
 from tests.learner import ROOT, copy_course, lsce, write_body
 from tests.test_mistake_catalogue import load_catalogue
 
@@ -276,7 +276,7 @@ def test_ctrl_c_stops_a_check_cleanly(course: Path):
     write_body(_file(course, "ex01_softmax.py"), "logsumexp", ENDLESS)
     env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="200")
     with subprocess.Popen(
-        [sys.executable, "-m", "lsce_scratch.cli", "check", "1.1", "--timeout", "600"],
+        [sys.executable, "-m", "lsce_course.cli", "check", "1.1", "--timeout", "600"],
         cwd=course, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL,
     ) as checker:  # fmt: skip
@@ -383,7 +383,7 @@ def _watch(course: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="200", PYTHONUNBUFFERED="1")
     log = (course / "watch.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "lsce_scratch.cli", "watch", *args],
+        [sys.executable, "-m", "lsce_course.cli", "watch", *args],
         cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

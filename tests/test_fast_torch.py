@@ -1,4 +1,4 @@
-"""Lesson 10's torch paths: row and class chunks, the gradient in the forward, the in-place
+"""Lesson 09's torch paths: row and class chunks, the gradient in the forward, the in-place
 gradient and its danger, and (on a CUDA GPU with triton) the Triton kernels.
 
 The oracle is F.cross_entropy(label_smoothing=ε), as in tests/test_nn.py, which covers

@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 from lsce_scratch import check_gradient, numerical_gradient, rel_error
 from lsce_scratch.gradcheck import numerical_gradient_wrt
@@ -118,10 +117,7 @@ def run_check(delta: float, **kwargs: object) -> tuple[object, str]:
     c = rng.uniform(1.0, 2.0, size=(2, 3))
     x = rng.standard_normal((2, 3))
     out = io.StringIO()
-    console = Console(file=out, width=200, color_system=None)
-    result = check_gradient(
-        lambda v: float(np.sum(c * v)), x, c * (1 + delta), console=console, **kwargs
-    )
+    result = check_gradient(lambda v: float(np.sum(c * v)), x, c * (1 + delta), file=out, **kwargs)
     return result, out.getvalue()
 
 
@@ -146,10 +142,10 @@ def test_check_gradient_thresholds_are_1e_7_and_1e_4() -> None:
     assert run_check(2.1e-4)[0].verdict == "fail"
 
 
-def test_check_gradient_prints_a_table() -> None:
+def test_check_gradient_prints_one_line() -> None:
     result, table = run_check(1e-2, name="my layer", h=1e-4)
     assert result.name == "my layer"
-    assert "gradient check: my layer" in table
+    assert "gradient check my layer" in table
     assert "h = 0.0001" in table
     assert "float64" in table
     assert "rel_error" in table
@@ -167,7 +163,7 @@ def test_check_gradient_max_abs_diff() -> None:
 
 def test_check_gradient_rejects_an_analytic_gradient_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"analytic gradient has shape \(3, 2\)"):
-        check_gradient(cubes, np.ones((2, 3)), np.ones((3, 2)), console=Console(file=io.StringIO()))
+        check_gradient(cubes, np.ones((2, 3)), np.ones((3, 2)), file=io.StringIO())
 
 
 def test_check_gradient_catches_a_wrong_lsce_gradient() -> None:
@@ -179,13 +175,13 @@ def test_check_gradient_catches_a_wrong_lsce_gradient() -> None:
     y = rng.integers(0, 5, size=4)
     _, cache = lsce_forward(x, y, 0.1)
     grad = lsce_backward(1.0, cache)
-    quiet = Console(file=io.StringIO())
+    quiet = io.StringIO()
 
     def loss(v: np.ndarray) -> float:
         return float(lsce_forward(v, y, 0.1)[0])
 
-    assert check_gradient(loss, x, grad, console=quiet).verdict == "pass"
-    assert check_gradient(loss, x, 2 * grad, console=quiet).verdict == "fail"
+    assert check_gradient(loss, x, grad, file=quiet).verdict == "pass"
+    assert check_gradient(loss, x, 2 * grad, file=quiet).verdict == "fail"
 
 
 def test_numerical_gradient_wrt_nudges_the_parameter_in_place_and_restores_it() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lsce_scratch import checking
-from lsce_scratch import exercises as ex
+from lsce_course import checking
+from lsce_course import exercises as ex
 from tests.learner import ROOT, SOLUTIONS, copy_course, lsce, write_body
 
 CATALOGUE = ROOT / "tests" / "exercises" / "mistakes"

@@ -1,4 +1,4 @@
-"""lsce_scratch.mlp: every backward against central differences (float64, rel_error < 1e-7),
+"""lsce_examples.digits_mlp: every backward against central differences (float64, rel_error < 1e-7),
 Adam against torch.optim.Adam, the logit gap, the digits split and deterministic training."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
-from lsce_scratch.losses import lsce_backward, lsce_forward
-from lsce_scratch.mlp import (
+from lsce_examples.digits_mlp import (
     MLP,
     Adam,
     Linear,
@@ -21,6 +19,8 @@ from lsce_scratch.mlp import (
     logit_gap,
     train_classifier,
 )
+from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
+from lsce_scratch.losses import lsce_backward, lsce_forward
 
 
 def test_linear_backward_matches_central_differences() -> None:

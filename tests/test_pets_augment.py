@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lsce_scratch.pets.augment import (
+from lsce_examples.pets.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentConfig,

@@ -32,7 +32,7 @@ def test_small_cpu_run_measures_every_phase(tmp_path: Path) -> None:
 
 
 def test_committed_gpu_results_are_the_json_rendered() -> None:
-    """Lesson 09's page includes docs/benchmarks/pets_gpu_h200.txt: it must be the JSON's."""
+    """Lesson 10's page includes docs/benchmarks/pets_gpu_h200.txt: it must be the JSON's."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import pets_gpu
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.hub
 
-from lsce_scratch import cli
-from lsce_scratch.pets import command
-from lsce_scratch.pets import data as pets_data
-from lsce_scratch.report import console
+from lsce_course import cli
+from lsce_course.report import console
+from lsce_examples.pets import command
+from lsce_examples.pets import data as pets_data
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lsce_scratch.pets import data
-from lsce_scratch.pets.synthetic import BAD_FILES, make_synthetic_pets, synthetic_image
+from lsce_examples.pets import data
+from lsce_examples.pets.synthetic import BAD_FILES, make_synthetic_pets, synthetic_image
 
 # ---------------------------------------------------------------------------------------------
 # labels and split
@@ -372,7 +372,7 @@ def test_breeds_differ_in_their_images() -> None:
 
 def test_data_and_synthetic_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, lsce_scratch.pets.data, lsce_scratch.pets.synthetic; "
+        "import sys, lsce_examples.pets.data, lsce_examples.pets.synthetic; "
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

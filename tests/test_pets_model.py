@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lsce_scratch.pets.model import (
+from lsce_examples.pets.model import (
     RESNET34_PARAMETERS,
     PetClassifier,
     ResNet34,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsce_scratch.pets import command
-from lsce_scratch.pets.train import epoch_batches, one_cycle
+from lsce_examples.pets import command
+from lsce_examples.pets.train import epoch_batches, one_cycle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_ddp_with_gloo_matches_a_single_process(tmp_path: Path) -> None:
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [*launch, "-m", "lsce_scratch.pets", *settings, "--out", str(tmp_path / "ddp")],
+        [*launch, "-m", "lsce_examples.pets", *settings, "--out", str(tmp_path / "ddp")],
         env=env,
         capture_output=True,
         text=True,

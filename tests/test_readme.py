@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lsce_course.course import load_lessons
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
@@ -32,7 +34,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_every_lesson_in_the_table_exists() -> None:
-    numbers = re.findall(r"`lsce run (\d+)`", README)
-    scripts = sorted(p.name[:2] for p in (ROOT / "lessons").glob("[0-9][0-9]_*.py"))
-    assert sorted(f"{int(n):02d}" for n in numbers) == scripts
+def test_the_lesson_table_is_the_course_manifest() -> None:
+    rows = re.findall(r"^\| (\d\d) \| (.+?) \| `lsce run (\d+)` \|$", README, re.M)
+    expected = [(l.label, l.summary, str(l.number)) for l in load_lessons(ROOT)]
+    assert rows == expected, "the README's lesson table must be lessons/course.toml's rows"

@@ -4,7 +4,7 @@ A line ``<!-- lsce:exercises 4 -->`` on a page becomes one box per exercise of l
 (id, title, the learner's file and function, the ``lsce`` commands, collapsible hints and
 the reference solution). A line ``<!-- lsce:exercise-list -->`` becomes a table of every
 exercise. Both come from ``lessons/exercises/exercises.toml`` through
-:func:`lsce_scratch.exercises.load_manifest`, so no page types an exercise by hand.
+:func:`lsce_course.exercises.load_manifest`, so no page types an exercise by hand.
 (On the API pages, the Sphinx roles of the docstrings, ``:func:``, are dropped.)
 
 The build fails (``PluginError``) on a marker for a lesson without exercises, on an
@@ -25,7 +25,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
-from lsce_scratch.exercises import Exercise, load_manifest
+from lsce_course.exercises import Exercise, load_manifest
 
 MARKER = re.compile(r"^<!--\s*lsce:(?P<kind>[\w-]+)(?:\s+(?P<arg>[^\s>]+))?\s*-->\s*$")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")

@@ -7,8 +7,9 @@ under ``build/docs-figures/{full,quick}/``; ``LSCE_QUICK`` passes through, so
 ``LSCE_QUICK=1 make docs`` builds with the test suite's fast, small runs.
 
 A lesson is not run again while its cache stamp matches a hash of the lesson script, the
-library (``lsce_scratch/**/*.py``), the learner's exercise files and the quick flag, so a
-warm build takes seconds. A lesson that exits non-zero fails the build with its output.
+library, the course tooling and the examples (their ``*.py``), the learner's exercise
+files and the quick flag, so a warm build takes seconds. A lesson that exits non-zero
+fails the build with its output.
 
 Run alone (``python tools/gen_figures.py``) it only fills the cache.
 """
@@ -27,7 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsce_course.course import load_lessons
+
 ROOT = Path(__file__).resolve().parents[1]
+# what a lesson imports: its figures are made again when one of these changes
+PACKAGES = ("lsce_scratch", "lsce_course", "lsce_examples")
 CACHE = Path("build") / "docs-figures"
 STAMP = "stamp.txt"
 LOG = "run.log"
@@ -52,19 +57,21 @@ class Result:
 
 
 def quick() -> bool:
-    """The lessons' quick flag, read the way lsce_scratch.report.quick_mode reads it."""
+    """The lessons' quick flag, read the way lsce_course.report.quick_mode reads it."""
     return os.environ.get("LSCE_QUICK", "") not in ("", "0")
 
 
 def lesson_scripts(root: Path = ROOT) -> list[Path]:
-    """lessons/NN_name.py, in course order."""
-    return sorted(p for p in (root / "lessons").glob("[0-9][0-9]_*.py") if p.is_file())
+    """The lesson scripts of lessons/course.toml, in course order."""
+    return [root / lesson.script for lesson in load_lessons(root)]
 
 
 def stamp(script: Path, root: Path, quick_flag: bool) -> str:
     """Hash of everything a lesson's figures depend on."""
     digest = hashlib.sha256(f"quick={quick_flag}\n".encode())
-    inputs = [script, *sorted((root / "lsce_scratch").rglob("*.py"))]
+    inputs = [script]
+    for package in PACKAGES:
+        inputs += sorted((root / package).rglob("*.py"))
     exercises = root / "lessons" / "exercises"
     # A lesson uses the learner's function once they wrote it (exercises.choose).
     inputs += sorted(exercises.glob("*.py")) + sorted(exercises.glob("*.toml"))

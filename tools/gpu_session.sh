@@ -4,7 +4,7 @@
 # time limit so a hang in one still leaves the others' results. Everything goes to $OUT
 # (default build/gpu): gpu.txt, cuda_tests.txt, cuda.json, cuda.txt, cuda_bench.txt,
 # pets_gpu_h200.json, pets_gpu_h200.txt, pets_gpu.txt. Copy cuda.json, cuda.txt and
-# pets_gpu_h200.{json,txt} to docs/benchmarks/: the Benchmarks page and lesson 09 show them.
+# pets_gpu_h200.{json,txt} to docs/benchmarks/: the Benchmarks page and lesson 10 show them.
 set -u
 OUT=${OUT:-build/gpu}
 mkdir -p "$OUT"

@@ -7,7 +7,7 @@ logits and y the labels; θ a parameter, g its gradient. 7.1 the backward of a l
 
 import numpy as np
 
-from lsce_scratch import mlp
+from lsce_examples import digits_mlp as mlp
 
 
 class Linear(mlp.Linear):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from lsce_examples.digits_mlp import MLP
 from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
 from lsce_scratch.losses import lsce_backward, lsce_forward
-from lsce_scratch.mlp import MLP
 from tests.expect import Diagnosis, assert_close, got_expected, show
 
 # --------------------------------------------------------------------------------------------

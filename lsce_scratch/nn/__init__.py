@@ -9,10 +9,10 @@ It saves only the logits (which are alive anyway) and three numbers per row — 
 (N, K) log-probability tensor. Notation as in :mod:`lsce_scratch.losses`; classes sit on
 the last axis, as in the article's module.
 
-Lesson 10 makes it fast. Both passes stream the logits in row chunks (cache-sized on the
+Lesson 09 makes it fast. Both passes stream the logits in row chunks (cache-sized on the
 CPU), so the forward reads the logits once and the backward reads them once and writes
 the gradient once; on a CUDA GPU with triton the two passes are Triton kernels
-(:mod:`lsce_scratch.triton_lsce`). Rows of more than CLASS_CHUNK classes are read a class
+(:mod:`lsce_scratch.nn.triton_lsce`). Rows of more than CLASS_CHUNK classes are read a class
 chunk at a time (online softmax). Opt-ins: ``grad_in_forward=True`` computes the gradient
 in the forward (:class:`LSCEGradInForward`), ``inplace=True`` writes it over the logits;
 :class:`LinearLSCEFunction` fuses the output layer with the loss.
@@ -176,9 +176,9 @@ def _rows_without_softmax(rows: _Rows, z_max: Tensor, out: Tensor) -> None:
 
 @functools.cache
 def _triton() -> ModuleType | None:
-    """lsce_scratch.triton_lsce, or None where triton is missing (the CPU-only wheel)."""
+    """lsce_scratch.nn.triton_lsce, or None where triton is missing (the CPU-only wheel)."""
     try:
-        from lsce_scratch import triton_lsce
+        from lsce_scratch.nn import triton_lsce
     except ImportError:
         return None
     return triton_lsce
@@ -810,7 +810,7 @@ def _entries_share_memory(t: Tensor) -> bool:
 class LabelSmoothingCrossEntropy(nn.Module):
     """The article's module, with our backward: ``LabelSmoothingCrossEntropy(epsilon=0.1)``.
 
-    Adds PyTorch's ``weight`` and ``ignore_index``, and lesson 10's ``grad_in_forward`` and
+    Adds PyTorch's ``weight`` and ``ignore_index``, and lesson 09's ``grad_in_forward`` and
     ``inplace`` (see :func:`label_smoothing_cross_entropy`); classes on the last axis.
     """
 

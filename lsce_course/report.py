@@ -10,7 +10,7 @@ when a required check failed::
     raise SystemExit(table.finish())
 
 ``uses`` names the exercises whose function the check ran. When one of them is the
-learner's (see :func:`lsce_scratch.exercises.choose`) and the check fails, the table says
+learner's (see :func:`lsce_course.exercises.choose`) and the check fails, the table says
 so in one line that names the function and ``lsce check``.
 """
 
@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lsce_scratch import exercises
+from lsce_course import exercises
 from lsce_scratch.gradcheck import rel_error
 
 T = TypeVar("T")

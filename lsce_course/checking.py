@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lsce_scratch import exercises as ex
+from lsce_course import exercises as ex
 
 NOT_STARTED, BLOCKED, ERROR, TIMED_OUT, FAILING, PASSED, NO_TESTS = (
     "not started",
@@ -134,7 +134,7 @@ def run_tests(
         events_file, log_file = Path(folder) / "events.jsonl", Path(folder) / "pytest.log"
         command = [
             sys.executable, "-m", "pytest", *files, "-m", markers, f"--impl={impl}",
-            "-p", "lsce_scratch._pytest_outcomes", "-p", "no:cacheprovider", "-p", "no:timeout",
+            "-p", "lsce_course.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:timeout",
             "--assert=plain", "-q", "--no-header", "-o", "addopts=--strict-markers",
         ]  # fmt: skip
         env = dict(

@@ -1,4 +1,4 @@
-"""Exercises 9.1–9.2: fastai's one-cycle schedule and the reflection of sampling coordinates.
+"""Exercises 10.1–10.2: fastai's one-cycle schedule and the reflection of sampling coordinates.
 
 The wrong values typical mistakes give are computed here (``_schedule`` with one choice
 changed, ``_fold`` variants), so a message names a mistake only when the learner's numbers
@@ -14,7 +14,7 @@ import torch
 from tests.expect import Diagnosis, assert_close, show
 
 # ---------------------------------------------------------------------------------------------
-# 9.1 one_cycle
+# 10.1 one_cycle
 
 
 def _schedule(
@@ -119,7 +119,7 @@ def _check_cycle(one_cycle, total: int, max_lr: float, **options) -> None:
         )
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_lesson_one_schedule(impl):
     # fit_one_cycle(4) on 92 batches an epoch: 110 warm-up batches (fact sheet §3.2)
     one_cycle = impl()
@@ -134,23 +134,23 @@ def test_lesson_one_schedule(impl):
         )
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_every_batch_of_the_lesson_schedule(impl):
     _check_cycle(impl(), 368, 3e-3)
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_every_batch_with_other_options(impl):
     # n1 = int(90 · 0.45) = 40 (90 · 0.45 = 40.5 is not a whole batch)
     _check_cycle(impl(), 90, 1.0, div_factor=10.0, pct_start=0.45, moms=(0.9, 0.8))
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_final_div_sets_the_last_learning_rate(impl):
     _check_cycle(impl(), 200, 2e-3, final_div=100.0)
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_without_warm_up_batches_the_first_gets_max_lr(impl):
     # int(3 · 0.3) = 0: there is no warm-up, batch 0 is batch n1 and gets max_lr
     try:
@@ -163,7 +163,7 @@ def test_without_warm_up_batches_the_first_gets_max_lr(impl):
         ) from None
 
 
-@pytest.mark.ex9_1
+@pytest.mark.ex10_1
 def test_close_to_torch_one_cycle_lr(impl):
     # PyTorch's OneCycleLR follows fastai, with its peak at step 0.3·n − 1 instead of int(0.3·n)
     one_cycle = impl()
@@ -186,7 +186,7 @@ def test_close_to_torch_one_cycle_lr(impl):
 
 
 # ---------------------------------------------------------------------------------------------
-# 9.2 reflect
+# 10.2 reflect
 
 
 def _fold_mistakes(t: torch.Tensor) -> dict:
@@ -231,7 +231,7 @@ def _check_fold(reflect, t: torch.Tensor, expected: torch.Tensor, what: str) -> 
     )
 
 
-@pytest.mark.ex9_2
+@pytest.mark.ex10_2
 def test_reflect_by_hand(impl):
     t = torch.tensor(
         [-1.0, -0.25, 0.0, 0.6, 1.0, 1.2, -1.3, 2.5, 3.0, 4.5, -3.5, -5.2], dtype=torch.float64
@@ -249,14 +249,14 @@ def _reference_fold(t: torch.Tensor) -> torch.Tensor:
     return torch.where(k.remainder(2) == 0, t - 2 * k, 2 * k - t)
 
 
-@pytest.mark.ex9_2
+@pytest.mark.ex10_2
 def test_reflect_of_random_coordinates(impl):
     g = torch.Generator().manual_seed(0)
     t = (torch.rand(4000, generator=g, dtype=torch.float64) - 0.5) * 20
     _check_fold(impl(), t, _reference_fold(t), "reflect(t), 4000 t in [−10, 10]")
 
 
-@pytest.mark.ex9_2
+@pytest.mark.ex10_2
 def test_reflect_keeps_grids_float32_and_their_shape(impl):
     grid = torch.linspace(-3, 3, 64).view(1, 8, 4, 2)
     _check_fold(impl(), grid, _reference_fold(grid).float(), "reflect(grid), a (1, 8, 4, 2) grid")

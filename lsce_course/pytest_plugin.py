@@ -1,6 +1,6 @@
 """A pytest plugin that streams each test's outcome to a JSON-lines file, for ``lsce check``.
 
-Loaded with ``-p lsce_scratch._pytest_outcomes``. It appends to $LSCE_OUTCOMES_FILE one line
+Loaded with ``-p lsce_course.pytest_plugin``. It appends to $LSCE_OUTCOMES_FILE one line
 when collection ends (the tests of each exercise), one when a test starts and one record
 when it ends, flushed at once, so
 the parent process always knows which test is running and can stop one that never returns.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lsce_scratch import exercises
+from lsce_course import exercises
 
 OUTPUT_LIMIT = 4000  # characters of printed output kept per test
 

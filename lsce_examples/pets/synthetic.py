@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lsce_scratch.pets.data import BREEDS
+from lsce_examples.pets.data import BREEDS
 
 # (width, height) of the most common real images: 500×375 and 500×333 lead, then portraits.
 REAL_SIZES = ((500, 375), (500, 333), (375, 500), (333, 500), (300, 225), (500, 500), (400, 300))

@@ -1,4 +1,4 @@
-"""Triton kernels for LSCE on a CUDA GPU (lesson 10). Needs triton; nn.py imports it lazily.
+"""Triton kernels for LSCE on a CUDA GPU (lesson 09). Needs triton; nn.py imports it lazily.
 
 Both kernels run one program per (row, block of classes), so every block of every row is
 in flight at once and the GPU's memory system stays busy:

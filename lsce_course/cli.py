@@ -1,6 +1,6 @@
 """The ``lsce`` command: exercises (list, check, hint, watch, progress), lessons, pets.
 
-A thin layer over :mod:`lsce_scratch.exercises` and :mod:`lsce_scratch.checking`.
+A thin layer over :mod:`lsce_course.exercises` and :mod:`lsce_course.checking`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from lsce_scratch import checking
-from lsce_scratch import exercises as ex
+from lsce_course import checking, course
+from lsce_course import exercises as ex
 
 console = Console(highlight=False)
 # in the order a summary line counts them
@@ -292,24 +292,20 @@ def cmd_progress(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-def lesson_scripts(root: Path) -> list[Path]:
-    """The lesson scripts lessons/NN_*.py, in course order."""
-    return sorted((root / "lessons").glob("[0-9][0-9]_*.py"))
-
-
 def cmd_run(args: argparse.Namespace, root: Path) -> int:
-    """Run one lesson, or all of them in order."""
-    scripts = lesson_scripts(root)
+    """Run one lesson, or all of them in order (the lessons of lessons/course.toml)."""
+    lessons = course.load_lessons(root)
     if args.lesson != "all":
-        wanted = args.lesson.zfill(2) + "_" if args.lesson.isdigit() else None
-        scripts = [s for s in scripts if wanted and s.name.startswith(wanted)]
-        if not scripts:
-            numbers = ", ".join(str(int(s.name[:2])) for s in lesson_scripts(root))
+        lesson = course.find_lesson(args.lesson, root)
+        if lesson is None:
+            numbers = ", ".join(str(lesson.number) for lesson in lessons)
             console.print(
                 f"[red]there is no lesson {args.lesson!r}[/red]: give a lesson number "
                 f"({numbers}) or 'all', e.g. [bold]lsce run 4[/bold]"
             )
             return 2
+        lessons = [lesson]
+    scripts = [root / lesson.script for lesson in lessons]
     env = dict(os.environ, LSCE_QUICK="1") if args.quick else dict(os.environ)
     timings = []
     for script in scripts:
@@ -348,7 +344,7 @@ def cmd_dev_verify(args: argparse.Namespace, root: Path) -> int:
 
 
 def _pets(argv: list[str]) -> int:
-    from lsce_scratch.pets import command
+    from lsce_examples.pets import command
 
     parser = argparse.ArgumentParser(prog="lsce pets", description=command.__doc__)
     command.add_arguments(parser)

@@ -1,16 +1,16 @@
 # %% [markdown]
-# # Lesson 09: the article's pets classifier, in plain PyTorch, with our LSCE
+# # Lesson 10: the article's pets classifier, in plain PyTorch, with our LSCE
 #
 # The article ends with "ten lines" of fastai v1: Oxford-IIIT Pet, a pretrained ResNet34,
 # `learn.loss_func = LabelSmoothingCrossEntropy()`, `fit_one_cycle(4)`, and a 7.5 % error
 # rate. Those lines hide a data pipeline, a model surgery, a frozen body, an optimiser, a
-# learning-rate schedule and a dozen augmentations. `lsce_scratch.pets` rebuilds each of
+# learning-rate schedule and a dozen augmentations. `lsce_examples.pets` rebuilds each of
 # them in plain PyTorch, and this lesson runs them one by one, then trains the classifier
 # twice (our LSCE, then ε = 0) and measures calibration as well as error.
 #
 # Without the real data (`data/oxford-iiit-pet`) the runs use a generated, pets-like set
 # and say so: on a CPU they show that the pipeline works, not how well pets are recognised.
-# Exercises 9.1 (`one_cycle`) and 9.2 (`reflect`) rebuild two small pieces; once you have
+# Exercises 10.1 (`one_cycle`) and 10.2 (`reflect`) rebuild two small pieces; once you have
 # started them, the lesson uses yours.
 
 # %%
@@ -23,18 +23,18 @@ import torch
 from PIL import Image
 from rich.table import Table
 
-from lsce_scratch import exercises
-from lsce_scratch.pets import augment, command, data, model, synthetic, train
-from lsce_scratch.plots import reliability_diagram
-from lsce_scratch.report import CheckTable, console, figure_dir, quick_mode, save_figure
+from lsce_course import exercises
+from lsce_course.report import CheckTable, console, figure_dir, quick_mode, save_figure
+from lsce_examples.pets import augment, command, data, model, synthetic, train
+from lsce_examples.plots import reliability_diagram
 
-table = CheckTable("Lesson 09: pets")
+table = CheckTable("Lesson 10: pets")
 quick = quick_mode()
 EPSILON, K = 0.1, 37
-work = figure_dir().parent / "lesson09"
+work = figure_dir().parent / "lesson10"
 
-one_cycle = exercises.choose("9.1", console)
-reflect = exercises.choose("9.2", console)
+one_cycle = exercises.choose("10.1", console)
+reflect = exercises.choose("10.2", console)
 yours_schedule = one_cycle is not train.one_cycle
 yours_reflect = reflect is not augment.reflect
 
@@ -100,33 +100,33 @@ steps = np.arange(368)
 schedule = np.array([one_cycle(int(s), 368, 3e-3) for s in steps])
 reference = np.array([train.one_cycle(int(s), 368, 3e-3) for s in steps])
 if yours_schedule:
-    table.compare("your one_cycle vs the reference", schedule, reference, uses="9.1")
+    table.compare("your one_cycle vs the reference", schedule, reference, uses="10.1")
 table.claim(
     "one-cycle peaks at batch 110 with lr 3e-3",
     int(schedule[:, 0].argmax()) == 110 and abs(schedule[110, 0] - 3e-3) < 1e-12,
     f"peak at {int(schedule[:, 0].argmax())}: {schedule[:, 0].max():.2e}",
-    uses="9.1",
+    uses="10.1",
 )
 table.claim(
     "starts at 3e-3/25 with β1 0.95",
     abs(schedule[0, 0] - 1.2e-4) < 1e-12 and abs(schedule[0, 1] - 0.95) < 1e-12,
     f"lr {schedule[0, 0]:.2e}, β1 {schedule[0, 1]:.3f}",
-    uses="9.1",
+    uses="10.1",
 )
-schedule = table.trusted("9.1", schedule, reference)  # the figure shows the right schedule
+schedule = table.trusted("10.1", schedule, reference)  # the figure shows the right schedule
 fig, (ax_lr, ax_mom) = plt.subplots(1, 2, figsize=(9, 3.2))
 ax_lr.plot(steps, schedule[:, 0])
 ax_lr.set(xlabel="batch", ylabel="learning rate (head)", title="one-cycle learning rate")
 ax_mom.plot(steps, schedule[:, 1], color="tab:orange")
 ax_mom.set(xlabel="batch", ylabel="Adam β1", title="one-cycle momentum")
-save_figure(fig, "09_one_cycle.png")
+save_figure(fig, "10_one_cycle.png")
 
 # %% [markdown]
 # ## 4. Augmentation: one `grid_sample` per batch
 #
 # Each image is decoded once, resized to short side `size`, and kept as uint8 in a square
 # canvas. For every batch, flip, rotation, zoom, crop position and perspective warp become
-# one 3×3 matrix per image; one `grid_sample` reads the pixels; reflection (exercise 9.2)
+# one 3×3 matrix per image; one `grid_sample` reads the pixels; reflection (exercise 10.2)
 # fills what falls outside the image. Left column: the validation centre crop.
 
 # %%
@@ -158,17 +158,17 @@ fig, axes = plt.subplots(len(breeds), draws, figsize=(1.3 * draws, 1.3 * len(bre
 for ax, picture in zip(axes.flat, pictures, strict=True):
     ax.imshow(picture)
     ax.axis("off")
-save_figure(fig, "09_augment.png")
+save_figure(fig, "10_augment.png")
 t = torch.linspace(-5, 5, 101, dtype=torch.float64)
 folded = reflect(t)
 if yours_reflect:
-    table.compare("your reflect vs the reference", folded, augment.reflect(t), uses="9.2")
+    table.compare("your reflect vs the reference", folded, augment.reflect(t), uses="10.2")
 mirrored = reflect(torch.tensor([0.3, 1.2, -1.3, 2.5], dtype=torch.float64)).tolist()
 table.claim(
     "reflection mirrors at ±1 (0.3, 1.2, −1.3, 2.5 → 0.3, 0.8, −0.7, −0.5)",
     bool((folded.abs() <= 1 + 1e-12).all()) and np.allclose(mirrored, [0.3, 0.8, -0.7, -0.5]),
     f"got {', '.join(f'{v:.2f}' for v in mirrored)}",
-    uses="9.2",
+    uses="10.2",
 )
 
 # %% [markdown]
@@ -252,7 +252,7 @@ if len(predictions) == 2:
         probs = torch.softmax(torch.from_numpy(saved["logits"]).double(), dim=1).numpy()
         reliability_diagram(ax, probs, saved["labels"], 15, title=name)
         ax.axvline(cap, color="gray", lw=0.8, ls=":")
-    save_figure(fig, "09_reliability.png")
+    save_figure(fig, "10_reliability.png")
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.2))
     for colour, (name, m) in enumerate(runs.items()):
         epochs = [h["epoch"] for h in m["history"]]
@@ -268,7 +268,7 @@ if len(predictions) == 2:
     ax_err.set(xlabel="epoch", ylabel="error rate", xticks=epochs)
     ax_loss.legend(fontsize=7)
     ax_err.legend()
-    save_figure(fig, "09_history.png")
+    save_figure(fig, "10_history.png")
 if runs and next(iter(runs.values()))["synthetic"]:
     console.print(f"[yellow]{command.SYNTHETIC_WARNING}[/yellow]")
 

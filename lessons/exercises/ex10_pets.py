@@ -1,7 +1,7 @@
-"""Lesson 09 exercises: two small pieces of the pets pipeline.
+"""Lesson 10 exercises: two small pieces of the pets pipeline.
 
-9.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch);
-9.2 the reflection that fills whatever a rotated or warped crop reads outside the image.
+10.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch);
+10.2 the reflection that fills whatever a rotated or warped crop reads outside the image.
 """
 
 import torch
@@ -30,7 +30,7 @@ def one_cycle(
     # step > n1: pct = (step − n1)/(n − n1);  lr = cos(max_lr, max_lr/final_div, pct);
     #            β1 = cos(moms[1], moms[0], pct)
     raise NotImplementedError(
-        "Exercise 9.1 (one_cycle): run `lsce hint 9.1`, then `lsce check 9.1`"
+        "Exercise 10.1 (one_cycle): run `lsce hint 10.1`, then `lsce check 10.1`"
     )
 
 
@@ -41,4 +41,6 @@ def reflect(t: torch.Tensor) -> torch.Tensor:
     every 4. Same shape and dtype as ``t``; ``t`` itself is left unchanged.
     """
     # s = (t + 1) mod 4 ∈ [0, 4);  fold(t) = s − 1 for s ≤ 2, 3 − s for s > 2
-    raise NotImplementedError("Exercise 9.2 (reflect): run `lsce hint 9.2`, then `lsce check 9.2`")
+    raise NotImplementedError(
+        "Exercise 10.2 (reflect): run `lsce hint 10.2`, then `lsce check 10.2`"
+    )

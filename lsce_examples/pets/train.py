@@ -26,17 +26,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from lsce_scratch import calibration
-from lsce_scratch.nn import LabelSmoothingCrossEntropy
-from lsce_scratch.pets.augment import Transforms, center_transforms, random_transforms, render
-from lsce_scratch.pets.data import PetsData
-from lsce_scratch.pets.model import (
+from lsce_examples.pets.augment import Transforms, center_transforms, random_transforms, render
+from lsce_examples.pets.data import PetsData
+from lsce_examples.pets.model import (
     PetClassifier,
     ResNet34,
     freeze_body,
     load_imagenet_weights,
     parameter_groups,
 )
+from lsce_scratch import calibration
+from lsce_scratch.nn import LabelSmoothingCrossEntropy
 
 
 @dataclass
@@ -511,7 +511,7 @@ def save_figures(out: Path, logits: torch.Tensor, data: PetsData, history: list[
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from lsce_scratch.plots import reliability_diagram
+        from lsce_examples.plots import reliability_diagram
     except ImportError:
         return []
     probs = torch.softmax(logits.double(), dim=1).numpy()

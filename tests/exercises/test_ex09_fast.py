@@ -1,4 +1,4 @@
-"""Exercise 10.1: log-sum-exp over class chunks (online softmax), against the one-pass lse.
+"""Exercise 9.1: log-sum-exp over class chunks (online softmax), against the one-pass lse.
 
 The wrong values typical mistakes give are computed by ``_online`` with one step changed,
 so a message names a mistake only when the learner's numbers are that mistake's numbers.
@@ -55,7 +55,7 @@ def _check(online_logsumexp, x: np.ndarray, chunk: int, what: str, rtol: float =
     assert_close(got, expected, rtol, what, mistakes=mistakes, x=x)
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 @pytest.mark.parametrize("chunk", [1, 3, 7, 37, 100])
 def test_matches_logsumexp_for_any_chunk(impl, chunk):
     """Chunks of one class, not dividing K = 37, exactly K, more than K."""
@@ -63,14 +63,14 @@ def test_matches_logsumexp_for_any_chunk(impl, chunk):
     _check(impl(), x, chunk, f"online_logsumexp(x, chunk={chunk}), x of shape (4, 5, 37)")
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 def test_a_later_chunk_with_a_larger_max_rescales_the_sum(impl):
     """The max grows chunk after chunk in row 0 and shrinks in row 1."""
     x = np.array([[0.0, 1.0, 5.0, 6.0, 20.0, 21.0], [21.0, 20.0, 6.0, 5.0, 1.0, 0.0]])
     _check(impl(), x, 2, "online_logsumexp(x, chunk=2), the max growing / shrinking")
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 @pytest.mark.parametrize("value", [1000.0, -1000.0])
 def test_no_overflow_or_underflow(impl, value):
     x = np.full((2, 10), value)
@@ -78,13 +78,13 @@ def test_no_overflow_or_underflow(impl, value):
     _check(impl(), x, 4, f"online_logsumexp(x, chunk=4), every x near {value:g}")
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 def test_a_long_row_in_chunks(impl):
     x = random_logits(np.random.default_rng(102), (3,), 50_000, scale=5.0)
     _check(impl(), x, 4096, "online_logsumexp(x, chunk=4096), K = 50 000")
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_keeps_the_input_dtype(impl, dtype):
     online_logsumexp = impl()
@@ -100,7 +100,7 @@ def test_keeps_the_input_dtype(impl, dtype):
     _check(online_logsumexp, x, 16, f"online_logsumexp(x, chunk=16), {np.dtype(dtype)}", rtol)
 
 
-@pytest.mark.ex10_1
+@pytest.mark.ex9_1
 def test_never_builds_an_array_of_the_full_row(impl):
     online_logsumexp = impl()
     x = random_logits(np.random.default_rng(104), (4,), 50_000)

@@ -1,7 +1,7 @@
-"""Lesson 09 exercises, solved: two small pieces of the pets pipeline.
+"""Lesson 10 exercises, solved: two small pieces of the pets pipeline.
 
-9.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch);
-9.2 the reflection that fills whatever a rotated or warped crop reads outside the image.
+10.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch);
+10.2 the reflection that fills whatever a rotated or warped crop reads outside the image.
 """
 
 import math

@@ -1,6 +1,6 @@
 """``lsce pets``: train the article's pets classifier with our LSCE and measure it.
 
-Also ``python -m lsce_scratch.pets`` and ``torchrun --nproc_per_node=N -m lsce_scratch.pets``.
+Also ``python -m lsce_examples.pets`` and ``torchrun --nproc_per_node=N -m lsce_examples.pets``.
 Without the real data (``--data`` or ``--download``) it trains on a generated, pets-like
 set and says so loudly: those numbers say nothing about real pets.
 """
@@ -22,10 +22,11 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from lsce_scratch.pets import data as pets_data
-from lsce_scratch.pets.model import RESNET34_URL, read_state_dict
-from lsce_scratch.pets.synthetic import make_synthetic_pets
-from lsce_scratch.pets.train import (
+from lsce_course.report import console
+from lsce_examples.pets import data as pets_data
+from lsce_examples.pets.model import RESNET34_URL, read_state_dict
+from lsce_examples.pets.synthetic import make_synthetic_pets
+from lsce_examples.pets.train import (
     Runtime,
     TrainConfig,
     config_json,
@@ -37,7 +38,6 @@ from lsce_scratch.pets.train import (
     train,
     write_json_atomic,
 )
-from lsce_scratch.report import console
 
 # The article's settings on a GPU; on a CPU, small ones that finish in about a minute.
 DEFAULTS = {
@@ -187,7 +187,7 @@ def check_device(device: str, world: int) -> bool:
         if local is None:
             raise ValueError(
                 f"WORLD_SIZE={world} but LOCAL_RANK is not set; start the processes with "
-                f"torchrun --nproc_per_node=N -m lsce_scratch.pets"
+                f"torchrun --nproc_per_node=N -m lsce_examples.pets"
             )
         gpus = torch.cuda.device_count()
         if cuda and int(local) >= gpus:
@@ -551,7 +551,7 @@ def fail(error: Exception) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lsce_scratch.pets``."""
+    """``python -m lsce_examples.pets``."""
     parser = argparse.ArgumentParser(prog="lsce pets", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""Lesson 09: the article's Oxford-IIIT Pet classifier, rebuilt in plain PyTorch.
+"""Lesson 10: the article's Oxford-IIIT Pet classifier, rebuilt in plain PyTorch.
 
 The article's "ten lines" of fastai v1, piece by piece:
 
@@ -8,7 +8,7 @@ The article's "ten lines" of fastai v1, piece by piece:
 - :mod:`.model`: ResNet34 with torchvision's key names, fastai's head, the frozen body;
 - :mod:`.augment`: fastai's augmentations as one ``grid_sample`` per batch, on the device;
 - :mod:`.train`: one-cycle Adam, our LSCE, bf16, DDP, checkpoints and the metrics;
-- :mod:`.command`: ``lsce pets`` (also ``python -m lsce_scratch.pets``).
+- :mod:`.command`: ``lsce pets`` (also ``python -m lsce_examples.pets``).
 
 Importing the package imports nothing; :mod:`.data` and :mod:`.synthetic` are torch-free.
 """
