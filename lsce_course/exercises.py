@@ -40,6 +40,9 @@ class Exercise:
     tests: str  # the pytest file that checks it, relative to the repository root
     hints: tuple[str, ...]
     requires: tuple[str, ...] = ()
+    # what the library's version adds to a learner's solution (validation, dtypes, options);
+    # the site shows it above the library's code, collapsed, after the learner-level solution
+    library_note: str = ""
 
     @property
     def marker(self) -> str:

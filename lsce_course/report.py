@@ -16,6 +16,8 @@ so in one line that names the function and ``lsce check``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -59,6 +61,16 @@ def save_figure(fig: object, name: str) -> Path:
     return path
 
 
+def save_run_output(name: str, content: str | dict) -> Path:
+    """Save a run's numbers (a dict, as JSON) or a Markdown fragment (a str) beside the
+    figures; the site renders the lesson's prose numbers and tables from these files."""
+    path = figure_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @dataclass(frozen=True)
 class Check:
     """One row of a check table."""
@@ -68,6 +80,7 @@ class Check:
     detail: str
     required: bool = True
     uses: tuple[str, ...] = ()  # the exercises whose function the check ran
+    step: str = ""  # the lesson step it belongs to (CheckTable.step)
 
     @property
     def yours(self) -> tuple[str, ...]:
@@ -86,6 +99,13 @@ class CheckTable:
         self.title = title
         self.rows: list[Check] = []
         self._distrusted: set[str] = set()
+        self._step = ""
+
+    def step(self, title: str) -> None:
+        """Start a step of the lesson: print its title now, and group the checks that
+        follow under it in the final table."""
+        self._step = title
+        console.rule(f"[bold]{escape(title)}", align="left")
 
     def compare(
         self,
@@ -132,6 +152,7 @@ class CheckTable:
         return self._add(Check(name, bool(ok), detail, required, _ids(uses)))
 
     def _add(self, check: Check) -> bool:
+        check = dataclasses.replace(check, step=self._step)
         self.rows.append(check)
         return check.ok
 
@@ -151,7 +172,12 @@ class CheckTable:
         table.add_column("check")
         table.add_column("detail")
         table.add_column("ok")
+        step = ""
         for row in self.rows:
+            if row.step != step:
+                step = row.step
+                table.add_section()
+                table.add_row(f"[bold]{escape(step)}[/bold]", "", "")
             mark = "[green]ok[/green]" if row.ok else "[red]FAIL[/red]"
             if not row.ok and row.yours:
                 mark = f"[red]FAIL (your {', '.join(row.yours)})[/red]"

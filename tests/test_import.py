@@ -1,11 +1,9 @@
-"""The package imports without torch, exposes DESIGN §4's names with their signatures, and
-``lsce_backward`` returns the logits' shape and dtype."""
+"""The package exposes its documented names with their signatures, and ``lsce_backward``
+returns the logits' shape and dtype."""
 
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ POS = P.POSITIONAL_OR_KEYWORD
 KW = P.KEYWORD_ONLY
 EMPTY = P.empty
 
-# name -> [(parameter, kind, default)], from DESIGN.md §4
+# name -> [(parameter, kind, default)], as the API reference documents them
 SIGNATURES = {
     "logsumexp": [("x", POS, EMPTY), ("axis", POS, -1)],
     "softmax": [("x", POS, EMPTY), ("axis", POS, -1)],
@@ -49,14 +47,6 @@ SIGNATURES = {
     "numerical_gradient": [("f", POS, EMPTY), ("x", POS, EMPTY), ("h", POS, 1e-5)],
     "rel_error": [("a", POS, EMPTY), ("b", POS, EMPTY)],
 }
-
-
-def test_importing_the_numpy_core_does_not_import_torch() -> None:
-    code = "import lsce_scratch, sys; assert 'torch' not in sys.modules, 'torch was imported'"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("name", sorted(SIGNATURES))
