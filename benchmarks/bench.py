@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from lsce_scratch import fast, losses  # noqa: E402
 from lsce_scratch import nn as lnn  # noqa: E402
 from lsce_scratch.memory import numpy_peak_bytes  # noqa: E402
+from lsce_scratch.nn import backends  # noqa: E402
 
 EPSILON = 0.1
 CPU_SIZES = [(64, 37), (4096, 1000), (8192, 32000)]
@@ -161,11 +162,11 @@ def _torch_ops(z, y):
     run = torch_loss(lnn.LabelSmoothingCrossEntropy(EPSILON))(z, y)
 
     def without_triton():
-        lnn.USE_TRITON = False
+        backends.USE_TRITON = False
         try:
             return run()
         finally:
-            lnn.USE_TRITON = True
+            backends.USE_TRITON = True
 
     return without_triton
 
@@ -579,7 +580,7 @@ def machine(device: str) -> dict:
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }  # fmt: skip
     if device == "cuda":
-        triton = lnn._triton()
+        triton = backends.triton_kernels()
         info |= {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda,
                  "triton": None if triton is None else triton.triton.__version__}  # fmt: skip
     return info
@@ -666,10 +667,10 @@ def tables(data: dict) -> list[dict]:
         out.append(fused_table(data["fused_linear"], device))
     out.append({
         "title": "Goals",
-        "columns": ["goal", "limit", "measured", "met"],
+        "columns": ["goal", "limit", "measured", "result"],
         "cells": [[t["target"], f"{'≤' if t['rule'] == '<=' else '≥'} {t['limit']:g}",
                    "not measured" if t["value"] is None else f"{t['value']:.3g}",
-                   "—" if t["pass"] is None else "yes" if t["pass"] else "no"]
+                   "—" if t["pass"] is None else "met" if t["pass"] else "not met"]
                   for t in targets(data)],
         "notes": [],
     })  # fmt: skip

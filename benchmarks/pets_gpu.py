@@ -258,19 +258,20 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {rows[name](phase) if name in rows else phase} |")
     for name, error in result["errors"].items():
         lines.append(f"| {name} | failed: {error.strip().splitlines()[-1]} |")
-    lines += ["", "| target | measured | limit | |", "|---|---:|---:|---|"]
+    # the goals as the Benchmarks page shows them: goal, limit, measured, met or not met
+    lines += ["", "| goal | limit | measured | result |", "|---|---:|---:|---:|"]
     if "speedup" in result:
         speedup = result["speedup"]
-        verdict = "met" if speedup["met"] else "**not met**"
+        verdict = "met" if speedup["met"] else "not met"
         lines.append(
             f"| training images/s, ours ({speedup.get('pipeline', 'ours')}) / plain loop | "
-            f"{speedup['value']:.2f}× | ≥ {speedup['target']:.0f}× | {verdict} |"
+            f"≥ {speedup['target']:.0f}× | {speedup['value']:.2f}× | {verdict} |"
         )
     if "recipe_seconds" in result:
         wall = result["recipe_seconds"]
-        verdict = "met" if wall["met"] else "**not met**"
+        verdict = "met" if wall["met"] else "not met"
         lines.append(
-            f"| full recipe wall time | {wall['value']:.1f} s | ≤ {wall['target']:.0f} s | "
+            f"| full recipe wall time | ≤ {wall['target']:.0f} s | {wall['value']:.1f} s | "
             f"{verdict} |"
         )
     return "\n".join(lines) + "\n"

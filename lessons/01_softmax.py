@@ -1,14 +1,5 @@
-# %% [markdown]
-# # Lesson 01: softmax and log-sum-exp
-#
-# Every classifier ends in a softmax over its logits z ∈ R^K:
-#
-#     p_k = exp(z_k) / Σ_j exp(z_j),        log p_k = z_k − lse(z),   lse(z) = log Σ_j exp(z_j).
-#
-# Written like that, it breaks on a computer: exp(1000) is inf and exp(−1000) is 0. This
-# lesson shows both failures, fixes them with the max-shift, and checks the result against
-# PyTorch in float64 and float32. Exercises 1.1 (`logsumexp`) and 1.2 (`log_softmax`)
-# rebuild the two functions; when you have started them, this lesson uses yours.
+# Lesson 01 · Softmax and log-sum-exp: the code and the checks. The narrative is the page
+# docs/lessons/01-softmax.md. Run: python lessons/01_softmax.py (or lsce run 1).
 
 # %%
 import matplotlib.pyplot as plt
@@ -16,29 +7,21 @@ import numpy as np
 import torch
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_scratch.softmax import log_softmax as reference_log_softmax
 from lsce_scratch.softmax import logsumexp as reference_logsumexp
 
 rng = np.random.default_rng(1)
-table = CheckTable("Lesson 01: softmax and log-sum-exp")
+table = CheckTable("Lesson 01 · Softmax and log-sum-exp")
 
+# yours once you have started exercises 1.1 and 1.2, else the library's
 logsumexp = exercises.choose("1.1", console)
 log_softmax = exercises.choose("1.2", console)
-# A check that runs your function says `uses=`: if it fails, the table names your
-# function and `lsce check`, and the lesson exits non-zero.
-yours_lse = logsumexp is not reference_logsumexp
-yours_log_softmax = log_softmax is not reference_log_softmax
 
-# %% [markdown]
-# ## 1. The naive softmax overflows and underflows
-#
-# Straight from the definition. float64 holds numbers up to about e^709.78, so three logits
-# near 1000 overflow to inf and inf / inf is NaN; three logits near −1000 underflow to 0 and
-# 0 / 0 is NaN. The answer itself is harmless in both cases: softmax only sees differences.
+# %% The naive softmax
+table.step("1. The naive softmax overflows and underflows")
 
 
-# %%
 # --8<-- [start:naive]
 def naive_softmax(x: np.ndarray) -> np.ndarray:
     """Softmax straight from the definition; breaks for large |x|."""
@@ -68,33 +51,15 @@ with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         "exp underflows to 0; 0/0 = NaN",
     )
 
-# %% [markdown]
-# ## 2. The max-shift
-#
-# For any constant c, lse(x) = c + lse(x − c) and softmax(x) = softmax(x − c). Pick
-# c = m = max_k x_k: every exponent x_k − m is ≤ 0, so exp cannot overflow, and the largest
-# term is exp(0) = 1, so the sum is ≥ 1 and its log is finite. Both rows above become
-# softmax of [0, −1, −2] (or its reverse), which is easy to compute.
+# %% The max-shift
+table.step("2. The max-shift")
 
+# --8<-- [start:lse-big]
+# lse(x) = m + log Σ_k exp(x_k − m) with m = max_k x_k: here the three terms are 1, e⁻¹, e⁻²
+print("logsumexp(big)  ", logsumexp(big), "= 1000 + log(1 + e⁻¹ + e⁻²)")
+print("logsumexp(small)", logsumexp(small), "= −1000 + log(1 + e⁻¹ + e⁻²)")
+# --8<-- [end:lse-big]
 
-# %%
-# --8<-- [start:stable]
-def stable_softmax(x: np.ndarray) -> np.ndarray:
-    """softmax through log_softmax: p_k = exp(x_k − lse(x))."""
-    # p_k = exp(log p_k), and log p_k = x_k − lse(x) never overflows
-    return np.exp(log_softmax(x))
-
-
-print("stable_softmax(big)  ", stable_softmax(big))
-print("stable_softmax(small)", stable_softmax(small))
-print("logsumexp(big)       ", logsumexp(big), "= 1000 + log(1 + e⁻¹ + e⁻²)")
-# --8<-- [end:stable]
-
-# softmax([0, −1, −2]) by hand: the three terms are 1, e⁻¹, e⁻²
-by_hand = np.exp([0.0, -1.0, -2.0]) / np.sum(np.exp([0.0, -1.0, -2.0]))
-table.compare("softmax(big) = softmax([0, −1, −2])", stable_softmax(big), by_hand, rtol=1e-14)
-table.compare("softmax(small) = softmax([0, −1, −2])", stable_softmax(small), by_hand, rtol=1e-14)
-# lse([1000, 999, 998]) = 1000 + log(1 + e⁻¹ + e⁻²)
 lse_by_hand = 1000.0 + np.log(1.0 + np.exp(-1.0) + np.exp(-2.0))
 table.compare(
     "logsumexp(big) = 1000 + log(1 + e⁻¹ + e⁻²)",
@@ -104,14 +69,30 @@ table.compare(
     uses="1.1",
 )
 
-# %% [markdown]
-# ## 3. Against PyTorch, in float64
-#
-# Random logits, with the rows scaled from 0.3 to 1000 so some rows are spread out and
-# others are confident (one class far ahead). PyTorch's `torch.logsumexp` and
-# `torch.log_softmax` are the reference.
+# %% log_softmax, and softmax from it
+table.step("3. log_softmax is z − lse(z), not log(softmax(z))")
 
-# %%
+
+# --8<-- [start:stable]
+def stable_softmax(x: np.ndarray) -> np.ndarray:
+    """softmax through log_softmax: p_k = exp(x_k − lse(x))."""
+    # p_k = exp(log p_k), and log p_k = x_k − lse(x) never overflows
+    return np.exp(log_softmax(x))
+
+
+print("stable_softmax(big)  ", stable_softmax(big))
+print("stable_softmax(small)", stable_softmax(small))
+# --8<-- [end:stable]
+
+# softmax([0, −1, −2]) by hand: the three terms are 1, e⁻¹, e⁻²
+by_hand = np.exp([0.0, -1.0, -2.0]) / np.sum(np.exp([0.0, -1.0, -2.0]))
+table.compare("softmax(big) = softmax([0, −1, −2])", stable_softmax(big), by_hand, rtol=1e-14)
+table.compare("softmax(small) = softmax([0, −1, −2])", stable_softmax(small), by_hand, rtol=1e-14)
+
+# %% Against PyTorch
+table.step("4. Against PyTorch, in float64")
+
+# rows scaled from 0.3 (spread out) to 1000 (one class far ahead)
 scales = np.array([0.3, 1.0, 3.0, 10.0, 100.0, 1000.0])
 z = rng.normal(size=(len(scales), 7)) * scales[:, None]  # (N, K) = (6, 7), float64
 
@@ -168,11 +149,12 @@ table.claim(
     f"logsumexp([−inf]*4) = {lse_masked}",
     uses="1.1",
 )
-if yours_lse:
+# your functions against the library's as well, once you have written them
+if logsumexp is not reference_logsumexp:
     table.compare(
         "your logsumexp vs lsce_scratch", logsumexp(z), reference_logsumexp(z), uses="1.1"
     )
-if yours_log_softmax:
+if log_softmax is not reference_log_softmax:
     table.compare(
         "your log_softmax vs lsce_scratch",
         log_softmax(z),
@@ -181,15 +163,9 @@ if yours_log_softmax:
         uses="1.2",
     )
 
-# %% [markdown]
-# ## 4. log_softmax is not log(softmax)
-#
-# float32 reaches down only to about 1.4e-45 ≈ e^−103. A class 120 below the leading one
-# has p = e^−120, which is 0 in float32, and log(0) = −inf: one such entry in a loss and the
-# whole batch's loss is inf. `log_softmax` computes log p_k = (x_k − m) − log Σ exp(x_j − m)
-# and never takes the log of a small number, so it returns −120, which float32 holds easily.
+# %% float32
+table.step("5. float32 against float64")
 
-# %%
 # --8<-- [start:float32]
 x32 = np.array([0.0, -50.0, -120.0], dtype=np.float32)
 with np.errstate(divide="ignore", under="ignore"):
@@ -228,17 +204,13 @@ table.compare(
     uses="1.1",
 )
 
-# %% [markdown]
-# ## 5. Naive against stable, across logit scales
-#
-# One row of K = 10 logits u (largest entry exactly 1), multiplied by a scale s. Left: the
-# naive log Σ exp(s·u) overflows once s·max u passes ln(largest float) = 88.72 (float32) or
-# 709.78 (float64); the max-shifted one never does. Right: the smallest probability.
-# log(softmax) hits log(0) = −inf once p underflows, the log_softmax line goes on straight.
+# %% Naive against stable, across scales
+table.step("6. Naive against stable, across logit scales")
 
-# %%
+# --8<-- [start:scales]
 num_scales = 60 if quick_mode() else 400
 s = np.logspace(0, 4, num_scales)
+# one row of K = 10 logits whose largest entry is exactly 1, times the scale s
 u = rng.uniform(-1.0, 0.5, size=10)
 u[0] = 1.0
 rows = {dtype: (s[:, None] * u).astype(dtype) for dtype in (np.float32, np.float64)}
@@ -250,6 +222,7 @@ with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore
     # log p_min two ways: log of the softmax, and x − lse
     naive_log_pmin = {d: np.log(stable_softmax(x))[:, np.argmin(u)] for d, x in rows.items()}
     stable_log_pmin = {d: log_softmax(x)[:, np.argmin(u)] for d, x in rows.items()}
+# --8<-- [end:scales]
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
 styles = {np.float64: ("float64", "C1", 6), np.float32: ("float32", "C0", 3)}
@@ -278,7 +251,6 @@ left.set(xlabel="scale s", ylabel="lse(s·u)", title="overflow: naive lse become
 right.set(xlabel="scale s", ylabel="−log p_min", title="underflow: log(softmax) becomes −inf")
 save_figure(fig, "01_naive_vs_stable.png")
 
-# %%
 finite32, finite64 = np.isfinite(naive_lse[np.float32]), np.isfinite(naive_lse[np.float64])
 # exp(s·u_max) overflows once s·u_max = s > ln(largest float); the other terms barely matter
 for finite, dtype, name in ((finite32, np.float32, "float32"), (finite64, np.float64, "float64")):
@@ -300,6 +272,19 @@ table.claim(
     bool(all(np.isfinite(v).all() for v in stable_log_pmin.values())),
     f"log(softmax) float32 gives −inf from s = {s[np.isneginf(naive_log_pmin[np.float32])][0]:.1f}",
     uses="1.2",
+)
+# the scales at which the naive curves of the figure end, for the page
+save_run_output(
+    "01_results.json",
+    {
+        "naive_lse_inf_from": {
+            d.__name__: float(s[~np.isfinite(naive_lse[d])][0]) for d in naive_lse
+        },
+        "log_of_softmax_inf_from": {
+            d.__name__: float(s[np.isneginf(naive_log_pmin[d])][0]) for d in naive_log_pmin
+        },
+        "smallest_logit": float(u.min()),
+    },
 )
 
 # %%

@@ -1,12 +1,5 @@
-# %% [markdown]
-# # Lesson 02: numerical gradients
-#
-# Every backward pass in this course is derived by hand, so every one of them needs a
-# referee. The referee is the definition of the derivative: nudge one input by ±h, watch
-# the output, divide. This lesson builds that referee (central differences), measures how
-# the choice of h and the float type decide its accuracy, fixes a pass mark (CS231n's
-# relative error, 1e-7 in float64) and shows that it catches plausible wrong gradients.
-# Exercises 2.1 (`rel_error`) and 2.2 (`numerical_gradient`) rebuild the two tools.
+# Lesson 02 · Numerical gradients: the code and the checks. The narrative is the page
+# docs/lessons/02-gradient-checking.md. Run: python lessons/02_gradient_checking.py (or lsce run 2).
 
 # %%
 import matplotlib.pyplot as plt
@@ -15,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_scratch.gradcheck import KINK_THRESHOLD, PASS_THRESHOLD, verdict
 from lsce_scratch.gradcheck import numerical_gradient as reference_numerical_gradient
 from lsce_scratch.gradcheck import rel_error as reference_rel_error
@@ -23,31 +16,17 @@ from lsce_scratch.losses import label_smoothing_cross_entropy, lsce_backward, ls
 from lsce_scratch.softmax import logsumexp, softmax
 
 rng = np.random.default_rng(2)
-table = CheckTable("Lesson 02: numerical gradients")
+table = CheckTable("Lesson 02 · Numerical gradients")
 
+# yours once you have started exercises 2.1 and 2.2, else the library's
 rel_error = exercises.choose("2.1", console)
 numerical_gradient = exercises.choose("2.2", console)
-# A check that runs your functions says `uses=`: if it fails, the table names your
-# function and `lsce check`, and the lesson exits non-zero.
-yours = (
-    rel_error is not reference_rel_error or numerical_gradient is not reference_numerical_gradient
-)
 
-# %% [markdown]
-# ## 1. Forward against central differences, and the choice of h
-#
-# Take f(z) = lse(z), whose gradient we know exactly from lesson 01: ∇f = softmax(z). Along
-# a random unit direction v the derivative is ∇f·v. Two finite-difference estimates:
-#
-#     forward:  (f(z + h v) − f(z)) / h            error ≈ (h/2)|f''| + u|f|/h
-#     central:  (f(z + h v) − f(z − h v)) / 2h     error ≈ (h²/6)|f'''| + u|f|/h
-#
-# u is the unit roundoff (1.1e-16 in float64, 6e-8 in float32). The first term
-# (truncation) shrinks with h, the second (rounding of f, divided by h) grows, so there is
-# a best h: about √u for forward differences and about ∛u for central ones.
+# %% Forward and central differences
+table.step("1. Forward and central differences")
 
-# %%
 # --8<-- [start:forward-central]
+# f(z) = lse(z) along a random unit direction v
 z = rng.normal(size=7) * 3.0
 v = rng.normal(size=7)
 v /= np.linalg.norm(v)
@@ -68,8 +47,10 @@ for dtype in (np.float64, np.float32):
         errors[dtype.__name__, scheme] = np.array(err)
 # --8<-- [end:forward-central]
 
+best_h = {}
 for (dtype, scheme), err in errors.items():
     best = int(np.argmin(err))
+    best_h.setdefault(dtype, {})[scheme] = {"h": float(hs[best]), "error": float(err[best])}
     console.print(f"{dtype:8s} {scheme:8s} best h = {hs[best]:.0e}, relative error {err[best]:.1e}")
 
 
@@ -101,25 +82,16 @@ table.claim(
     "relative error exactly 1 (100 %)",
 )
 
-# %% [markdown]
-# ## 2. The pass mark: relative error
-#
-# An absolute difference means nothing on its own: 1e-6 is excellent for a gradient of size
-# 1e3 and terrible for one of size 1e-6. CS231n's relative error divides by the sizes,
-# entry by entry, and takes the worst entry:
-#
-#     rel_error(a, b) = max_i |a_i − b_i| / max(1e-8, |a_i| + |b_i|).
-#
-# The thresholds (CS231n, "Gradient checks"), for a smooth loss in float64:
-# rel_error ≤ 1e-7 pass; ≤ 1e-4 suspicious (acceptable only for kinks such as ReLU);
-# anything larger fails. Softmax cross-entropy is smooth, so only "pass" is a pass.
+# %% The pass mark
+table.step("2. The pass mark: relative error")
 
-# %%
+# --8<-- [start:verdicts]
 console.print(
     f"pass ≤ {PASS_THRESHOLD:g}, suspicious ≤ {KINK_THRESHOLD:g}, fail above;"
     f" verdict(3e-9) = {verdict(3e-9)!r}, verdict(2e-6) = {verdict(2e-6)!r},"
     f" verdict(0.3) = {verdict(0.3)!r}"
 )
+# --8<-- [end:verdicts]
 # the 1e-8 floor: two entries that are both 0 agree perfectly instead of giving 0/0
 table.claim(
     "rel_error of two zero arrays is 0, not NaN",
@@ -137,16 +109,12 @@ table.compare(
     uses=("2.1", "2.2"),
 )
 
-# %% [markdown]
-# ## 3. Checking the label-smoothing gradient
-#
-# The loss of lessons 04–05: f(z) = LSCE(z, y; ε = 0.1), mean over N = 4 rows of K = 6
-# logits, rows scaled so some are confident. Its analytic gradient comes from
-# `lsce_backward`. `numerical_gradient` nudges each of the 24 logits in turn.
+# %% Checking the label-smoothing gradient
+table.step("3. Checking the label-smoothing gradient")
 
-# %%
 # --8<-- [start:check-lsce]
 N, K, eps = 4, 6, 0.1
+# rows scaled from 0.5 to 10: some of them confident
 z = rng.normal(size=(N, K)) * np.array([0.5, 2.0, 5.0, 10.0])[:, None]  # float64
 y = rng.integers(0, K, size=N)
 
@@ -188,7 +156,8 @@ table.claim(
     f"z unchanged after {2 * z.size} nudges",
     uses=("2.1", "2.2"),
 )
-if yours:
+# your functions against the library's as well, once you have written them
+if numerical_gradient is not reference_numerical_gradient:
     table.compare(
         "your numerical_gradient vs lsce_scratch",
         numeric,
@@ -196,6 +165,7 @@ if yours:
         rtol=1e-6,
         uses="2.2",
     )
+if rel_error is not reference_rel_error:
     table.compare(
         "your rel_error vs lsce_scratch",
         rel_error(analytic, numeric),
@@ -204,15 +174,9 @@ if yours:
         uses="2.1",
     )
 
-# %% [markdown]
-# ## 4. It catches plausible bugs
-#
-# Four wrong gradients that each look reasonable: the sum instead of the mean (forgot 1/N),
-# plain cross-entropy (forgot the smoothing), fairseq's ε/(K−1) instead of PyTorch's ε/K,
-# and a flipped sign. Each fails by orders of magnitude. float32 fails too, with the right
-# gradient: its rounding error divided by 2h is far above 1e-7 (section 1).
+# %% Plausible bugs
+table.step("4. It catches plausible bugs")
 
-# %%
 # --8<-- [start:bugs]
 p = softmax(z)
 onehot = np.eye(K)[y]
@@ -223,8 +187,9 @@ wrong = {
     "ε/(K−1) instead of ε/K": (p - q_others) / N,
     "sign flipped": -analytic,
 }
+bug_errors = {}
 for name, gradient in wrong.items():
-    bug_error = rel_error(gradient, numeric)
+    bug_errors[name] = bug_error = rel_error(gradient, numeric)
     print(f"{name:34s} rel_error {bug_error:.1e}: {verdict(bug_error)}")
     table.claim(f"bug caught: {name}", verdict(bug_error) == "fail", f"rel_error {bug_error:.1e}")
 
@@ -239,19 +204,17 @@ table.claim(
     f"rel_error {error32:.1e}: float64 is the only dtype to check in",
     uses=("2.1", "2.2"),
 )
+# the page's table of this step
+checked = {"the right gradient": error, **bug_errors, "the right gradient, in float32": error32}
+save_run_output(
+    "02_bugs.md",
+    "| gradient | rel_error against central differences | verdict |\n|---|---|---|\n"
+    + "".join(f"| {name} | {e:.1e} | {verdict(e)} |\n" for name, e in checked.items()),
+)
 
-# %% [markdown]
-# ## 5. What the check cannot see: tiny entries
-#
-# Central differences have a noise floor: f itself is rounded to about u·|f|, and that
-# error divided by 2h is about 1e-11 in float64 with h = 1e-5. rel_error's floor is 1e-8.
-# A gradient entry between the two (a class with p ≈ 1e-9 in a confident row) is compared
-# mostly against noise, so a right gradient can come out "suspicious" or worse. With ε > 0
-# no entry is that small (∂ℓ/∂z_k = (p_k − ε/K)/N), so we switch smoothing off (ε = 0,
-# plain cross-entropy, lesson 03). Check confident logits against autograd, which has no h;
-# keep the numerical check for moderate logits, as CS231n advises.
+# %% Tiny entries
+table.step("5. What the check cannot see: tiny entries")
 
-# %%
 # --8<-- [start:noise-floor]
 confident = z.copy()
 confident[-1] *= 5.0  # the scale-10 row becomes a scale-50 row: some p_k ≈ 1e-9 and below
@@ -284,20 +247,10 @@ table.compare(
     atol=1e-16,
 )
 
-# %% [markdown]
-# ## 6. Directional checks: two evaluations instead of 2NK
-#
-# A full numerical gradient costs two evaluations of f per input entry: fine for 24
-# logits, hopeless for a network. A directional check picks a random direction v and
-# compares one central difference with the analytic directional derivative:
-#
-#     (f(z + h v) − f(z − h v)) / 2h   ≈   Σ_ij (∂f/∂z_ij) v_ij.
-#
-# A wrong gradient is almost never wrong only in directions orthogonal to a random v, so a
-# handful of directions catch the same bugs at two evaluations each.
+# %% Directional checks
+table.step("6. Directional checks: two evaluations instead of 2NK")
 
 
-# %%
 # --8<-- [start:directional]
 def directional_error(gradient: np.ndarray, h: float = 1e-5) -> float:
     """Relative error of gradient·v against a central difference along a random unit v."""
@@ -322,20 +275,17 @@ for name, gradient in wrong.items():
     caught = max(directional_error(gradient) for _ in range(num_directions))
     table.claim(f"directional check catches: {name}", caught > KINK_THRESHOLD, f"{caught:.1e}")
 
-# %% [markdown]
-# ## 7. The picture
-#
-# Left: the relative error of section 1 against h, on log-log axes. The right branch is
-# truncation (slope 1 for forward, 2 for central), the left branch rounding (slope −1).
-# Right: the full LSCE check of section 3 against h, with the CS231n bands. float64 passes
-# only in a window around h = 1e-5; float32 never does.
+# %% The error against h
+table.step("7. The error against h")
 
-# %%
+# --8<-- [start:full-check]
+# the whole LSCE check of step 3, for h from 1e-10 to 1, in float64 and float32
 check_hs = np.logspace(-10, 0, 11 if quick_mode() else 31)
 full_check = {
     name: [rel_error(analytic, numerical_gradient(f, z.astype(dtype), h=h)) for h in check_hs]
     for dtype, name in ((np.float64, "float64"), (np.float32, "float32"))
 }
+# --8<-- [end:full-check]
 
 fig, (left, right_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
 colours = {"float64": "C0", "float32": "C3"}
@@ -387,6 +337,17 @@ table.claim(
     all(verdict(e) != "pass" for e in full_check["float32"]),
     f"best {min(full_check['float32']):.1e}",
     uses=("2.1", "2.2"),
+)
+# the numbers the page quotes
+save_run_output(
+    "02_results.json",
+    {
+        "best_h": best_h,
+        "lsce_rel_error": error,
+        "confident_rel_error": noisy_error,
+        "directional": {"directions": num_directions, "worst_right": right},
+        "float32_best_check": min(full_check["float32"]),
+    },
 )
 
 # %%

@@ -1,15 +1,5 @@
-# %% [markdown]
-# # Lesson 03: cross-entropy
-#
-# The loss of a classifier with N examples, logits z_i ∈ R^K and true classes y_i:
-#
-#     ℓ_i = −log p_{i,y_i} = lse(z_i) − z_{i,y_i},    L = (1/N) Σ_i ℓ_i,    p_i = softmax(z_i).
-#
-# This is the negative log-likelihood (NLL) of the true class. We compute it stably
-# (lesson 01), derive its gradient by hand through the softmax Jacobian, fuse it into
-# ∂L/∂z_i = (p_i − onehot(y_i)) / N, and check that against central differences
-# (lesson 02) and PyTorch's autograd. Exercises 3.1 and 3.2 rebuild the forward and the
-# backward.
+# Lesson 03 · Cross-entropy: the code and the checks. The narrative is the page
+# docs/lessons/03-cross-entropy.md. Run: python lessons/03_cross_entropy.py (or lsce run 3).
 
 # %%
 import matplotlib.pyplot as plt
@@ -18,33 +8,27 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import cross_entropy_backward as reference_backward
 from lsce_scratch.losses import cross_entropy_forward as reference_forward
 from lsce_scratch.softmax import log_softmax, softmax
 
 rng = np.random.default_rng(3)
-table = CheckTable("Lesson 03: cross-entropy")
+table = CheckTable("Lesson 03 · Cross-entropy")
 
-# A backward reads the cache of its own forward: yours with yours, the reference's with its own.
+# yours once you have started exercises 3.1 and 3.2, else the library's. A backward reads
+# the cache of its own forward: yours with yours, the reference's with its own.
 pair = exercises.choose_pair("3.1", "3.2", console)
-cross_entropy_forward, cross_entropy_backward, forward_for_backward = (
-    pair.forward,
-    pair.backward,
-    pair.backward_forward,
-)
-yours_forward, yours_backward = pair.yours_forward, pair.yours_backward
+cross_entropy_forward, cross_entropy_backward = pair.forward, pair.backward
+forward_for_backward = pair.backward_forward
 
-# %% [markdown]
-# ## 1. The forward pass: NLL of the true class
-#
-# N = 8 rows of K = 5 logits, scaled from 0.1 to 50 so some rows are confident (and some of
-# those confidently wrong, with a large loss).
+# %% The forward pass
+table.step("1. The forward pass")
 
-# %%
 # --8<-- [start:forward]
 N, K = 8, 5
+# rows scaled from 0.1 to 50: some confident, some of those confidently wrong
 scales = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 50.0])
 z = rng.normal(size=(N, K)) * scales[:, None]  # float64
 y = rng.integers(0, K, size=N)
@@ -67,15 +51,9 @@ table.compare(
 )
 table.compare("CE forward = mean of −log p_y", loss, by_hand.mean(), rtol=1e-14, uses="3.1")
 
-# %% [markdown]
-# ## 2. A sanity check: uniform logits give log K
-#
-# When all K logits of a row are equal, p = 1/K for every class and the loss is
-# −log(1/K) = log K, whatever the common value. A freshly initialised classifier has small,
-# almost equal logits, so its first loss should be close to log K: for K = 10 that is
-# 2.3026 (CS231n's "loss close to −log(0.1)"). A very different first loss means a bug.
+# %% Uniform logits
+table.step("2. A sanity check: uniform logits give log K")
 
-# %%
 # --8<-- [start:uniform]
 for k in (2, 5, 10, 37):
     uniform = np.full((4, k), 1.0) * rng.normal(size=(4, 1)) * 100  # each row constant
@@ -98,19 +76,9 @@ table.claim(
     uses="3.1",
 )
 
-# %% [markdown]
-# ## 3. The gradient, one piece at a time
-#
-# For one row, ℓ = −log p_y. Two pieces and the chain rule:
-#
-#     ∂ℓ/∂p_k  = −1[k = y] / p_y                      (only p_y appears in ℓ)
-#     ∂p_k/∂z_j = p_k (1[k = j] − p_j)                 (the softmax Jacobian J = diag(p) − p pᵀ)
-#     ∂ℓ/∂z_j  = Σ_k ∂ℓ/∂p_k · ∂p_k/∂z_j = −(1/p_y) p_y (1[y = j] − p_j) = p_j − 1[j = y].
-#
-# We build the Jacobian, check it entry by entry with central differences, push ∂ℓ/∂p
-# through it and compare with the fused result p − onehot(y).
+# %% The gradient, one piece at a time
+table.step("3. The gradient, one piece at a time")
 
-# %%
 # --8<-- [start:atomised]
 row, target = z[3], y[3]
 p = softmax(row)
@@ -135,21 +103,12 @@ table.claim(
 )
 table.compare("chain rule through J = p − onehot(y)", atomised, fused, rtol=1e-12)
 
-# %% [markdown]
-# ## 4. The fused backward for the batch
-#
-# The mean brings a 1/N: ∂L/∂z_i = (p_i − onehot(y_i)) / N. The backward receives the
-# upstream gradient dloss = ∂(whatever comes next)/∂L and multiplies by it; for a loss at
-# the end of the graph dloss = 1.
-#
-# Central differences cannot resolve gradient entries below about 1e-8: the rounding of
-# L (about u·|L| ≈ 1e-16·3) divided by 2h = 2e-5 is 1e-11, and rel_error's floor is 1e-8.
-# The confident rows have such entries (p_k ≈ e^−20), so the numerical check uses the five
-# rows with scales up to 4; autograd, which has no h, checks all eight.
+# %% The batch gradient
+table.step("4. The batch gradient")
 
-# %%
 # --8<-- [start:backward]
-loss, cache = forward_for_backward(z, y)
+# the backward reads what its own forward kept in the cache
+_, cache = forward_for_backward(z, y)
 grad = cross_entropy_backward(1.0, cache)
 # ∂L/∂z = (p − onehot(y)) / N
 expected = (softmax(z) - np.eye(K)[y]) / N
@@ -161,6 +120,8 @@ torch_grad = z_t.grad.numpy()
 # --8<-- [end:backward-torch]
 
 # --8<-- [start:backward-numerical]
+# the five rows with scales up to 4: central differences cannot judge the tiny entries
+# (p_k ≈ e^−20 and below) of the confident ones
 moderate, y_moderate = z[:5], y[:5]
 
 
@@ -199,6 +160,13 @@ table.claim(
     f"rel_error {rel_error(moderate_grad, numeric):.1e}",
     uses="3.2",
 )
+# p_j − 1[j = y] ∈ [−1, 1], divided by N
+table.claim(
+    "every gradient entry lies in [−1/N, 1/N]",
+    bool(np.all(np.abs(grad) <= 1 / N)),
+    f"max |entry| · N = {np.abs(grad).max() * N:.6f}",
+    uses="3.2",
+)
 # Σ_j (p_j − 1[j = y]) = 1 − 1 = 0: adding a constant to a row's logits changes nothing
 table.claim(
     "each gradient row sums to 0",
@@ -213,7 +181,7 @@ table.compare(
     rtol=1e-14,
     uses="3.2",
 )
-if yours_forward:
+if pair.yours_forward:
     table.compare(
         "your cross_entropy_forward vs lsce_scratch",
         loss,
@@ -221,7 +189,7 @@ if yours_forward:
         rtol=1e-12,
         uses="3.1",
     )
-if yours_backward:
+if pair.yours_backward:
     table.compare(
         "your cross_entropy_backward vs lsce_scratch",
         grad,
@@ -231,16 +199,11 @@ if yours_backward:
         uses="3.2",
     )
 
-# %% [markdown]
-# ## 5. Cross-entropy keeps pushing
-#
-# One row with the true logit d ahead of K − 1 = 4 others at 0: p_y = e^d / (e^d + K − 1),
-# ℓ(d) = log(1 + (K − 1) e^−d) and ∂ℓ/∂d = p_y − 1. The loss falls towards 0 and the
-# gradient towards 0, but neither reaches it for any finite d: plain cross-entropy always
-# rewards a larger gap. Lesson 04 shows that label smoothing gives ℓ a minimum at a finite
-# gap.
+# %% Cross-entropy keeps pushing
+table.step("5. Cross-entropy keeps pushing")
 
-# %%
+# --8<-- [start:gap]
+# one row: the true logit d ahead of K − 1 = 4 others at 0
 gaps = np.linspace(-4.0, 16.0, 41 if quick_mode() else 201)
 losses, slopes = [], []
 for d in gaps:
@@ -251,6 +214,7 @@ for d in gaps:
     # ∂ℓ/∂d is the gradient at the true class
     slopes.append(float(cross_entropy_backward(1.0, row_cache)[0, 0]))
 losses, slopes = np.array(losses), np.array(slopes)
+# --8<-- [end:gap]
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.plot(gaps, losses, label="ℓ(d) = log(1 + (K−1)e^−d)")
@@ -275,6 +239,16 @@ table.claim(
     bool(np.all(np.diff(losses) < 0) and np.all(slopes < 0)),
     f"ℓ(16) = {losses[-1]:.1e}, ∂ℓ/∂d(16) = {slopes[-1]:.1e}",
     uses=("3.1", "3.2"),
+)
+# the numbers the page quotes
+save_run_output(
+    "03_results.json",
+    {
+        "loss": float(loss),
+        "row_loss": {"min": float(by_hand.min()), "max": float(by_hand.max())},
+        "small_init_loss": float(first_loss),
+        "numerical_rel_error": rel_error(moderate_grad, numeric),
+    },
 )
 
 # %%

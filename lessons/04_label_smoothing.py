@@ -1,17 +1,5 @@
-# %% [markdown]
-# # Lesson 04: label smoothing
-#
-# Cross-entropy against a one-hot target rewards an ever larger logit gap (lesson 03).
-# Label smoothing trains against a softened target instead:
-#
-#     q = (1 − ε)·onehot(y) + ε/K,    ℓ = CE(q, p) = −Σ_k q_k log p_k.
-#
-# This lesson checks every claim about it: the article's linear-combination code computes
-# exactly this ℓ (and so does `F.cross_entropy(..., label_smoothing=ε)`), the article's
-# prose describes a different target, the ε/(K−1) convention is the same loss with a
-# rescaled ε, CE(q, p) = KL(q‖p) + H(q) puts a floor H(q) under the loss, and the loss as a
-# function of the logit gap has its minimum at ln(1 + K(1−ε)/ε). Exercises 4.1
-# (`smooth_labels`) and 4.2 (`label_smoothing_cross_entropy`) rebuild the two functions.
+"""Lesson 04 · Label smoothing: the target q, the article's code and prose, the loss floor
+H(q) and the optimal logit gap. Its narrative is the page docs/lessons/04-label-smoothing.md."""
 
 # %%
 from collections.abc import Callable
@@ -23,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_scratch.losses import label_smoothing_cross_entropy as reference_loss
 from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
 from lsce_scratch.losses import smooth_labels as reference_smooth_labels
@@ -32,20 +20,13 @@ from lsce_scratch.softmax import log_softmax, softmax
 rng = np.random.default_rng(4)
 table = CheckTable("Lesson 04: label smoothing")
 
+# yours once you have started the exercise, else the library's; a check that runs yours
+# says uses="4.1", and if it fails the table names your function and `lsce check`
 smooth_labels = exercises.choose("4.1", console)
 label_smoothing_cross_entropy = exercises.choose("4.2", console)
-# A check that runs your function says `uses=`: if it fails, the table names your
-# function and `lsce check`, and the lesson exits non-zero.
-yours_q = smooth_labels is not reference_smooth_labels
-yours_loss = label_smoothing_cross_entropy is not reference_loss
 
-# %% [markdown]
-# ## 1. The smoothed target
-#
-# Every class gets ε/K; the true class keeps 1 − ε on top. The row still sums to 1:
-# (1 − ε) + K·ε/K = 1.
-
-# %%
+# %% The smoothed target
+table.step("1. The smoothed target")
 # --8<-- [start:targets]
 K, eps = 5, 0.1
 y = np.array([0, 3, 1])
@@ -73,7 +54,7 @@ table.compare(
     rtol=1e-14,
     uses="4.1",
 )
-if yours_q:
+if smooth_labels is not reference_smooth_labels:
     table.compare(
         "your smooth_labels vs lsce_scratch",
         q,
@@ -82,20 +63,10 @@ if yours_q:
         uses="4.1",
     )
 
-# %% [markdown]
-# ## 2. The article's code computes CE against q
-#
-# The article's module (below, as published, only reformatted) mixes two losses with a
-# "linear combination": ε times the mean over classes of −log p_k, plus (1 − ε) times the
-# NLL of the true class. Collect the coefficient of each −log p_k:
-#
-#     ε·(1/K) Σ_k (−log p_k) + (1 − ε)·(−log p_y) = −Σ_k [ε/K + (1 − ε)·1[k = y]] log p_k
-#                                                  = −Σ_k q_k log p_k.
-#
-# So the two are the same function, for every reduction.
+# %% The article's module, as published (only reformatted)
+table.step("2. The article's code computes CE(q, p)")
 
 
-# %%
 # --8<-- [start:article]
 def linear_combination(x, y, epsilon):
     return epsilon * x + (1 - epsilon) * y
@@ -121,7 +92,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
 
 # --8<-- [end:article]
 
-# %%
+# %% The article's module against −Σ q log p, PyTorch and label_smoothing_cross_entropy
 # --8<-- [start:article-check]
 N, K, eps = 16, 37, 0.1
 z = rng.normal(size=(N, K)) * rng.choice([0.3, 1.0, 3.0, 10.0], size=(N, 1))  # float64
@@ -146,7 +117,7 @@ for reduction in ("mean", "sum", "none"):
         rtol=1e-13,
         uses="4.2",
     )
-    if yours_loss:
+    if label_smoothing_cross_entropy is not reference_loss:
         table.compare(
             f"your label_smoothing_cross_entropy vs lsce_scratch ({reduction})",
             lsce,
@@ -155,17 +126,8 @@ for reduction in ("mean", "sum", "none"):
             uses="4.2",
         )
 
-# %% [markdown]
-# ## 3. Where the article's prose and its code disagree
-#
-# The article says label smoothing sets the minimum of the target vector to ε, so that the
-# targets are "1 − ε and ε" instead of 1 and 0: the wrong classes get ε and the true class
-# 1 − ε. Its code does something else: every class gets ε/K and the true class 1 − ε + ε/K.
-# That is PyTorch's convention (and Szegedy et al.'s). The prose describes neither that nor
-# fairseq's ε/(K − 1) exactly: "ε on each of the others" does not even sum to 1 when K > 2,
-# since (1 − ε) + (K − 1)·ε = 1 + (K − 2)·ε.
-
-# %%
+# %% The prose's target against the code's
+table.step("3. Where the article's prose and its code disagree")
 # --8<-- [start:prose]
 prose = np.where(np.eye(K)[y] == 1, 1 - eps, eps)  # "1 − ε and ε", taken literally
 code = smooth_labels(y, K, eps)  # what the article's code trains against
@@ -201,18 +163,8 @@ table.claim(
     f"{article_loss:.4f} vs {prose_loss:.4f}",
 )
 
-# %% [markdown]
-# ## 4. The other convention: ε/(K − 1) on the wrong classes only
-#
-# fairseq and Megatron give the true class exactly 1 − ε and each of the K − 1 others
-# ε/(K − 1). That is PyTorch's target with a larger ε': solving ε'/K = ε/(K − 1) gives
-#
-#     ε' = ε·K/(K − 1),   and then 1 − ε' + ε'/K = 1 − ε'(K − 1)/K = 1 − ε.
-#
-# For K = 2 the difference is a factor 2: ε = 0.1 means [0.9, 0.1] in fairseq and
-# [0.95, 0.05] in PyTorch, a classic "PyTorch smooths only half" report.
-
-# %%
+# %% fairseq's ε/(K − 1) is PyTorch's ε/K with ε' = εK/(K − 1)
+table.step("4. The other convention: ε/(K − 1) on the wrong classes only")
 # --8<-- [start:conventions]
 others = smooth_labels(y, K, eps, spread="others")
 # ε' = εK/(K − 1)
@@ -258,17 +210,8 @@ table.compare(
     uses="4.1",
 )
 
-# %% [markdown]
-# ## 5. CE(q, p) = KL(q‖p) + H(q): the loss has a floor
-#
-#     CE(q, p) = −Σ q_k log p_k = Σ q_k log(q_k/p_k) − Σ q_k log q_k = KL(q‖p) + H(q).
-#
-# KL(q‖p) ≥ 0, with equality only at p = q. So the smoothed loss can never go below
-# H(q) > 0, and it reaches H(q) exactly when the model predicts q itself: logits z = log q
-# (plus any constant). For ε = 0, H(onehot) = 0 and the floor is only approached as the
-# gap grows without bound.
-
-# %%
+# %% CE(q, p) = KL(q‖p) + H(q)
+table.step("5. CE(q, p) = KL(q‖p) + H(q): the loss has a floor")
 # --8<-- [start:kl]
 q = smooth_labels(y, K, eps)
 p = softmax(z)
@@ -293,23 +236,10 @@ table.claim(
     uses="4.1",
 )
 
-# %% [markdown]
-# ## 6. The loss against the logit gap
-#
-# Put the true logit at d and the K − 1 others at 0. Then p_y = e^d / (e^d + K − 1), and
-# from lesson 05's gradient p − q, ∂ℓ/∂d = p_y − q_y. It vanishes where p_y = q_y:
-#
-#     e^d / (e^d + K − 1) = 1 − ε + ε/K   ⟺   e^d = 1 + K(1 − ε)/ε   ⟺   d* = ln(1 + K(1 − ε)/ε).
-#
-# ℓ is convex in d (ℓ'' = p_y(1 − p_y) > 0), so d* is the minimum, the minimum value is the
-# floor H(q), and the highest confidence the loss asks for is p_y = q_y = 1 − ε + ε/K.
-# For K = 37 (the pets), ε = 0.1: d* = ln 334 = 5.8111 and H(q) = 0.6678. We find d*
-# numerically from the loss alone (golden-section search) and from the gradient alone
-# (bisection on ∂ℓ/∂d), and compare.
-
-
-# %%
-# The numbers and the figure from here on must be right: yours while it agreed, else ours.
+# %% The loss against the logit gap d, from the loss values alone
+table.step("6. The loss against the logit gap")
+# The numbers and the figure from here on must be right: yours while it agreed, else the
+# library's.
 label_smoothing_cross_entropy = table.trusted("4.2", label_smoothing_cross_entropy, reference_loss)
 smooth_labels = table.trusted("4.1", smooth_labels, reference_smooth_labels)
 
@@ -365,7 +295,7 @@ def bisect_slope(num_classes: int, epsilon: float, lo: float = 0.0, hi: float = 
     return (lo + hi) / 2
 
 
-# %%
+# %% d* three ways: the formula, golden section on ℓ, bisection on ∂ℓ/∂d
 # --8<-- [start:gap-check]
 K, eps = 37, 0.1
 d_star = optimal_logit_gap(K, eps)
@@ -404,14 +334,8 @@ table.compare(
     "max confidence p_y(d*) = 1 − ε + ε/K", softmax(gap_logits(d_star, K))[0, 0], q_y, rtol=1e-14
 )
 
-# %% [markdown]
-# ## 7. The picture, and d* for other K and ε
-#
-# Left: ℓ(d) for several ε at K = 37, each minimum marked at d* = ln(1 + K(1−ε)/ε) and the
-# floor H(q). ε = 0 (plain cross-entropy) has no minimum. Right: d* against ε for several
-# K; the markers are golden-section minimisers of the loss, the lines the formula.
-
-# %%
+# %% Left: ℓ(d) for several ε at K = 37. Right: d* against ε for several K
+table.step("7. The picture, and d* for other K and ε")
 epsilons = (0.0, 0.05, 0.1, 0.2, 0.4)
 gaps = np.linspace(-2.0, 16.0, 91 if quick_mode() else 721)
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -479,6 +403,16 @@ table.claim(
     worst < 1e-5,
     f"worst |Δd| {worst:.1e} over {4 * len(eps_marks)} (K, ε) pairs",
     uses="4.2",
+)
+# the page quotes these numbers of the run
+save_run_output(
+    "04_results.json",
+    {
+        "d_golden": d_golden,
+        "d_bisect": d_bisect,
+        "gap_worst_error": worst,
+        "gap_pairs": 4 * len(eps_marks),
+    },
 )
 
 # %%

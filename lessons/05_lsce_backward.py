@@ -1,17 +1,6 @@
-# %% [markdown]
-# # Lesson 05: the LSCE backward pass
-#
-# For one row with logits z, p = softmax(z) and a target distribution q (Σ_k q_k = 1):
-#
-#     ℓ = −Σ_k q_k log p_k,    ∂ℓ/∂z_j = p_j − q_j.
-#
-# With PyTorch's class weights w the row loss is ℓ = −Σ_k r_k log p_k with r = w ⊙ q, and
-# ∂ℓ/∂z_j = S·p_j − r_j, S = Σ_k r_k. This lesson checks that gradient through every
-# reduction, with class weights, ignore_index, soft targets and classes on the last axis of
-# an N-d input, against PyTorch's autograd and central differences in float64. Then it
-# shows why the obvious float32 code loses the true-class gradient of a confident
-# prediction, and the fix `lsce_backward` uses. Exercises 5.1–5.4 rebuild `lsce_forward`
-# and `lsce_backward` step by step.
+"""Lesson 05 · The LSCE backward pass: ∂ℓ/∂z = p − q through every reduction, class weights,
+ignore_index and soft targets, and a float32 gradient that survives a confident prediction.
+Its narrative is the page docs/lessons/05-lsce-backward.md."""
 
 # %%
 import matplotlib.pyplot as plt
@@ -20,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import lsce_backward as reference_backward
 from lsce_scratch.losses import lsce_forward as reference_forward
@@ -30,14 +19,34 @@ from lsce_scratch.softmax import softmax
 rng = np.random.default_rng(5)
 table = CheckTable("Lesson 05: the LSCE backward pass")
 
-# A backward reads the cache of its own forward: yours with yours, the reference's with its own.
+# Your lsce_backward reads the cache of your lsce_forward, so the two run as a pair: yours
+# once you have written both (5.1, 5.2), the library's until then.
 pair = exercises.choose_pair("5.1", "5.2", console)
-lsce_forward, lsce_backward, forward_for_backward = (
-    pair.forward,
-    pair.backward,
-    pair.backward_forward,
-)
-yours_backward = pair.yours_backward
+lsce_forward, lsce_backward = pair.forward, pair.backward
+# 5.3 (weights, ignore_index) and 5.4 (float32) extend the same two functions
+exercises.choose("5.3", console)
+exercises.choose("5.4", console)
+
+
+# %% Our loss and gradient, and PyTorch's
+# --8<-- [start:ours]
+def ours(
+    z: np.ndarray,
+    target: np.ndarray,
+    epsilon: float,
+    dloss: float | np.ndarray = 1.0,
+    **options: object,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loss of lsce_forward, and the gradient lsce_backward computes from its cache."""
+    loss, cache = lsce_forward(z, target, epsilon, **options)
+    if pair.backward_forward is not lsce_forward:
+        # your forward (5.1) without your backward yet: the library's backward reads the
+        # library's cache
+        _, cache = pair.backward_forward(z, target, epsilon, **options)
+    return loss, lsce_backward(dloss, cache)
+
+
+# --8<-- [end:ours]
 
 
 # --8<-- [start:torch-reference]
@@ -68,29 +77,8 @@ def torch_reference(
 # --8<-- [end:torch-reference]
 
 
-# --8<-- [start:ours]
-def ours(
-    z: np.ndarray,
-    target: np.ndarray,
-    epsilon: float,
-    dloss: float | np.ndarray = 1.0,
-    **options: object,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Loss from lsce_forward and gradient from lsce_backward (each with its own cache)."""
-    loss, _ = lsce_forward(z, target, epsilon, **options)
-    _, cache = forward_for_backward(z, target, epsilon, **options)
-    return loss, lsce_backward(dloss, cache)
-
-
-# --8<-- [end:ours]
-
-
-# %% [markdown]
-# ## 1. ∂ℓ/∂z = p − q, checked three ways
-#
-# N = 6 rows of K = 7 logits, ε = 0.1, reduction "mean": ∂L/∂z_i = (p_i − q_i)/N.
-
-# %%
+# %% ∂L/∂z = (p − q)/N against the formula, autograd and central differences
+table.step("1. ∂ℓ/∂z = p − q")
 # --8<-- [start:p-minus-q]
 N, K, eps = 6, 7, 0.1
 z = rng.normal(size=(N, K)) * np.array([0.3, 1.0, 2.0, 4.0, 8.0, 20.0])[:, None]
@@ -115,15 +103,8 @@ table.claim(
     uses="5.2",
 )
 
-# %% [markdown]
-# ## 2. Reductions: where the 1/N goes
-#
-# "sum" adds the rows, so row i's gradient is p_i − q_i. "mean" divides by N (without
-# weights). "none" returns the N row losses; the upstream gradient is then a vector g of
-# N numbers and row i's gradient is g_i·(p_i − q_i). The same holds with classes on the last
-# axis of an N-d input: every position is a row.
-
-# %%
+# %% Every reduction, with its upstream gradient g
+table.step("2. Reductions: where the 1/N goes")
 # --8<-- [start:reductions]
 upstream = {"mean": 1.0, "sum": 1.0, "none": rng.normal(size=N)}
 for reduction, g in upstream.items():
@@ -155,18 +136,8 @@ for reduction in ("mean", "none"):
         uses="5.2",
     )
 
-# %% [markdown]
-# ## 3. Class weights and ignore_index, PyTorch's way (exercise 5.3)
-#
-# PyTorch weights every class term of the smoothed loss: ℓ_i = −Σ_k w_k q_ik log p_ik. With
-# r = w ⊙ q and S = Σ_k r_k the gradient of a row is S·p − r. "mean" divides by
-# Σ_i w_{y_i} over the rows that are not ignored, not by N. Rows whose target is
-# ignore_index (−100) contribute nothing, to the loss or the gradient; if every row is
-# ignored, the mean is 0/0 = NaN.
-
-# %%
-# 5.3 extends the same two functions; this says whose are in use
-exercises.choose("5.3", console)
+# %% Class weights and ignored rows, against PyTorch
+table.step("3. Class weights and ignore_index, PyTorch's way")
 # --8<-- [start:weights]
 w = rng.uniform(0.2, 3.0, size=K)
 y_ignored = y.copy()
@@ -215,12 +186,7 @@ torch_loss, torch_grad = torch_reference(z, all_ignored, eps, "mean", w)
 table.compare("all rows ignored: mean is NaN, as in torch", loss, torch_loss, uses="5.3")
 table.compare("all rows ignored: gradient as in torch", grad, torch_grad, uses="5.3")
 
-# %% [markdown]
-# The weighted loss has a surprising optimum. Its gradient S·p − r vanishes at p* = r/S,
-# not at q: K = 2, ε = 0.1, y = 0, w = [1, 100] gives r = [0.95, 5] and p* = [0.16, 0.84],
-# so the loss trains the model to put 84 % on the wrong class.
-
-# %%
+# %% The weighted loss is smallest at p* = r/S, not at q
 # --8<-- [start:weighted-optimum]
 w2, y2 = np.array([1.0, 100.0]), np.array([0])
 # r = w ⊙ q = [1·0.95, 100·0.05]
@@ -239,7 +205,7 @@ table.claim(
     f"max |∂L/∂z| {np.abs(grad_at_p_star).max():.1e} (torch agrees)",
     uses="5.3",
 )
-if yours_backward:
+if pair.yours_backward:
     loss, grad = ours(z, y_ignored, eps, weight=w)
     _, ref_cache = reference_forward(z, y_ignored, eps, weight=w)
     table.compare(
@@ -251,15 +217,8 @@ if yours_backward:
         uses="5.3",
     )
 
-# %% [markdown]
-# ## 4. Soft targets
-#
-# A target can be a probability distribution t per row (mixup, distillation). PyTorch
-# smooths it too, q = (1 − ε)·t + ε/K, and "mean" divides by N even with class weights.
-# The same gradient S·p − r applies. Exercise 5.1 covers index targets only, so this
-# section uses the reference `lsce_forward` / `lsce_backward`.
-
-# %%
+# %% Probability targets (the library's pair: exercise 5.1 takes class indices only)
+table.step("4. Soft targets")
 # --8<-- [start:soft]
 t = rng.dirichlet(np.ones(K) * 0.5, size=N)  # (N, K), rows sum to 1
 for weight in (None, w):
@@ -279,23 +238,8 @@ table.compare(
     atol=1e-16,
 )
 
-# %% [markdown]
-# ## 5. float32 and a confident prediction (exercise 5.4)
-#
-# Plain cross-entropy (ε = 0), K = 10, the true logit d ahead of nine zeros, chosen so
-# that p_y = 1 − δ. The true-class gradient is p_y − 1 = −δ. In float32, p_y is a number
-# next to 1, where the spacing of float32 is 2^−24 ≈ 6e-8: computing p_y and then
-# subtracting 1 keeps only the rounding error once δ is that small. The relative error of
-# the naive p_y − 1 grows like 6e-8/δ, and once p_y rounds to 1 the gradient is exactly 0.
-#
-# The fix: 1 − p_y = Σ_{k≠y} p_k, and every p_k of a wrong class is a small number that
-# float32 holds to full relative precision. `lsce_backward` does this at the most likely
-# class m of every row (with weights and smoothing: S·p_m − r_m = Σ_{k≠m} r_k − S·Σ_{k≠m} p_k),
-# where p_m > 1/2; on a flatter row that form cancels instead, and the plain one is kept.
-
-# %%
-# 5.4 makes the same lsce_backward robust; this says whose is in use
-exercises.choose("5.4", console)
+# %% The true-class gradient of a confident row in float32
+table.step("5. float32 and a confident prediction")
 # --8<-- [start:float32]
 K = 10
 deltas = np.logspace(-1, -8, 15 if quick_mode() else 57)
@@ -310,8 +254,7 @@ exact = -(K - 1) / (np.exp(d64) + K - 1)
 # naive float32: p_y − 1
 naive = softmax(z32)[:, 0] - np.float32(1.0)
 # lsce_backward in float32 (reduction "sum", so the row gradient is p − q itself)
-_, cache32 = forward_for_backward(z32, y32, 0.0, reduction="sum")
-grad32 = lsce_backward(np.float32(1.0), cache32)
+_, grad32 = ours(z32, y32, 0.0, dloss=np.float32(1.0), reduction="sum")
 fixed = grad32[:, 0]
 # --8<-- [end:float32]
 
@@ -347,10 +290,11 @@ table.claim(
     f"worst {relative(fixed).max():.1e}",
     uses="5.4",
 )
+at_1e6 = np.argmin(np.abs(deltas - 1e-6))
 table.claim(
     "naive float32 p_y − 1: error grows ~1000× from δ = 0.1 to δ = 1e-6",
-    relative(naive)[np.argmin(np.abs(deltas - 1e-6))] > 1000 * relative(naive)[0],
-    f"{relative(naive)[0]:.1e} → {relative(naive)[np.argmin(np.abs(deltas - 1e-6))]:.1e}",
+    relative(naive)[at_1e6] > 1000 * relative(naive)[0],
+    f"{relative(naive)[0]:.1e} → {relative(naive)[at_1e6]:.1e}",
 )
 # below δ ≈ 6e-8 (half the float32 spacing above 1), 1 + Σ_{k≠y} e^{z_k − d} rounds to 1
 tiny = deltas <= 5e-8
@@ -359,7 +303,7 @@ table.claim(
     bool(np.all(softmax(z32)[tiny, 0] == 1) and np.all(naive[tiny] == 0)),
     f"{int(tiny.sum())} values of δ; lsce_backward still has {relative(fixed)[tiny].max():.1e}",
 )
-if yours_backward:
+if pair.yours_backward:
     _, ref_cache32 = reference_forward(z32, y32, 0.0, reduction="sum")
     table.compare(
         "your float32 lsce_backward vs lsce_scratch",
@@ -368,8 +312,19 @@ if yours_backward:
         rtol=1e-5,
         uses="5.4",
     )
+# the page quotes these numbers of the run
+save_run_output(
+    "05_results.json",
+    {
+        "torch_version": torch.__version__,
+        "naive_error_delta_1e6": float(relative(naive)[at_1e6]),
+        "torch_error_delta_1e6": float(relative(torch32)[at_1e6]),
+        "fixed_worst_error": float(relative(fixed).max()),
+        "naive_zero_count": int(tiny.sum()),
+    },
+)
 
-# %%
+# %% Relative error of the true-class gradient against δ
 fig, ax = plt.subplots(figsize=(7, 4.5))
 ax.loglog(deltas, np.maximum(relative(naive), 1e-9), "o-", ms=3, label="naive: p_y − 1 (float32)")
 ax.loglog(

@@ -1,21 +1,8 @@
-# %% [markdown]
-# # Lesson 08: calibration from scratch, and what label smoothing does to it
-#
-# A classifier is calibrated when, among the images it labels with confidence 0.9, nine in
-# ten are right. The article names two problems, over-fitting and over-confidence, and
-# claims label smoothing fights both; it names Platt scaling and isotonic regression as the
-# usual fixes for calibration. Here we measure all of that on lesson 07's two digit
-# classifiers (CE and LSCE with ε = 0.1, re-trained identically from the same recipe).
-#
-# Every calibrator is fitted on the validation split and every number is reported on the
-# test split, which neither the networks nor the calibrators have seen. Exercises 8.1
-# (`expected_calibration_error`), 8.2 (`fit_temperature`) and 8.3
-# (`pool_adjacent_violators`) rebuild the core; once you have started them, the lesson uses
-# yours.
+# Lesson 08 · Calibration: ECE, temperature, Platt and isotonic regression from scratch, on
+# lesson 07's CE and LSCE digit classifiers. The narrative is the page
+# docs/lessons/08-calibration.md. Run: python lessons/08_calibration.py (or lsce run 8).
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
@@ -23,79 +10,51 @@ from rich.table import Table
 from sklearn.isotonic import IsotonicRegression, isotonic_regression
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, figure_dir, quick_mode, save_figure
+from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
 from lsce_examples import digits_mlp as mlp
 from lsce_examples.plots import reliability_diagram
 from lsce_scratch import calibration
 from lsce_scratch.softmax import softmax
 
-table = CheckTable("Lesson 08: calibration")
-quick = quick_mode()
+table = CheckTable("Lesson 08 · Calibration")
+quick = quick_mode()  # lesson 07's quick recipe: 20 epochs instead of 200
 EPSILON = 0.1
 
+# yours once you have started exercises 8.1–8.3, else the library's; a check that runs
+# yours says uses="8.1", and if it fails the table names your function and `lsce check`
 expected_calibration_error = exercises.choose("8.1", console)
 fit_temperature = exercises.choose("8.2", console)
 pool_adjacent_violators = exercises.choose("8.3", console)
-# A check that runs your function says `uses=`: if it fails, the table names your
-# function and `lsce check`, and the lesson exits non-zero.
-yours_ece = expected_calibration_error is not calibration.expected_calibration_error
-yours_t = fit_temperature is not calibration.fit_temperature
 
-# %% [markdown]
-# ## 1. Lesson 07's models, again
-#
-# `mlp.train_classifier` is deterministic, so the same recipe gives back lesson 07's
-# networks. We keep their logits on the validation and test splits.
-
-# %%
+# %% Lesson 07's models, again
+table.step("1. Lesson 07's models, again")
 split = mlp.digits_split()
 recipe = mlp.digits_recipe(quick)
+# logits on the validation split (to fit calibrators) and on the test split (to score them)
 logits = {}
 for name, eps in (("CE", 0.0), ("LSCE", EPSILON)):
     model, _ = mlp.train_classifier(split, eps, recipe)
     logits[name] = (model.forward(split.x_val)[0], model.forward(split.x_test)[0])
 y_val, y_test = split.y_val, split.y_test
 
-# %% [markdown]
-# ## 2. Measuring calibration
-#
-# Take the top label ŷ_i = argmax_k p_ik and its confidence c_i = p_{i,ŷ_i}. Sort the test
-# images into M = 15 equal-width bins by confidence, bin m holding ((m−1)/M, m/M] (a
-# confidence exactly on an edge goes to the lower bin). In each bin compare the accuracy
-# acc(B_m) with the mean confidence conf(B_m):
-#
-#     ECE = Σ_m (|B_m|/N)·|acc(B_m) − conf(B_m)|,     MCE = max_m |acc(B_m) − conf(B_m)|.
-#
-# With ~360 test images and only a handful of mistakes, most bins below 0.9 hold a few
-# images each, so MCE swings with a single image; ECE weighs bins by size and is steadier.
-# NLL and the Brier score need no bins at all.
+# %% Measuring calibration
+table.step("2. Measuring calibration")
+ce_test = softmax(logits["CE"][1])
+if expected_calibration_error is not calibration.expected_calibration_error:
+    table.compare(
+        "your expected_calibration_error vs lsce_scratch (CE, test)",
+        expected_calibration_error(ce_test, y_test),
+        calibration.expected_calibration_error(ce_test, y_test),
+        rtol=1e-12,
+        uses="8.1",
+    )
+# the results table must be right: your ECE while it agreed, else the library's
+expected_calibration_error = table.trusted(
+    "8.1", expected_calibration_error, calibration.expected_calibration_error
+)
 
-
-# %%
-# --8<-- [start:metrics]
-def metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy, NLL, ECE, MCE, Brier and mean confidence of (N, K) probabilities."""
-    return {
-        "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
-        "nll": calibration.negative_log_likelihood(probs, labels),
-        "ece": expected_calibration_error(probs, labels, n_bins=15, norm="l1"),
-        "mce": expected_calibration_error(probs, labels, n_bins=15, norm="max"),
-        "brier": calibration.brier_score(probs, labels),
-        "confidence": float(np.mean(probs.max(axis=1))),
-    }
-
-
-# --8<-- [end:metrics]
-
-# %% [markdown]
-# ## 3. Temperature scaling
-#
-# Divide the logits by one number T > 0, chosen to minimise the validation NLL. T > 1
-# flattens the softmax (the model was over-confident), T < 1 sharpens it (under-confident).
-# The argmax cannot change, so neither can the accuracy. In β = 1/T the NLL is convex, so we
-# find its minimum by bisecting on the sign of its slope.
-
-# %%
+# %% Temperature scaling
+table.step("3. Temperature scaling")
 temperature = {name: fit_temperature(z_val, y_val) for name, (z_val, _) in logits.items()}
 for name, t in temperature.items():
     console.print(f"{name}: fitted temperature T = {t:.3f}")
@@ -112,7 +71,7 @@ for name, t in temperature.items():
         f"{nll_at[1] - nll_at[0]:.1e} and {nll_at[2] - nll_at[0]:.1e}",
         uses="8.2",
     )
-    if yours_t:
+    if fit_temperature is not calibration.fit_temperature:
         table.compare(
             f"{name}: your fit_temperature vs lsce_scratch",
             t,
@@ -136,24 +95,14 @@ ax.set_title("NLL of softmax(z / T) on the validation split")
 ax.legend()
 save_figure(fig, "08_temperature.png")
 
-# %% [markdown]
-# ## 4. Platt scaling and isotonic regression, one class at a time
-#
-# Both are binary calibrators. We apply them one-vs-rest, as scikit-learn's
-# `CalibratedClassifierCV` does: for each class k take its log-odds
-# s_k = log(p_k/(1 − p_k)), fit a map f_k from s_k to the probability that the label is k,
-# and renormalise the K outputs to sum to 1. Platt's f_k is a sigmoid σ(a_k s_k + b_k),
-# fitted by Newton's method on targets that Platt himself smoothed to (N₊+1)/(N₊+2) and
-# 1/(N₋+2); isotonic regression's f_k is any non-decreasing step function, fitted by
-# pool-adjacent-violators (PAV). Renormalising can change the argmax, and so the accuracy.
-
-# %%
+# %% Platt scaling and isotonic regression, one class at a time
+table.step("4. Platt scaling and isotonic regression, one class at a time")
 # --8<-- [start:one_vs_rest]
 platt = calibration.fit_platt(logits["CE"][0], y_val)
 isotonic = calibration.fit_isotonic(logits["CE"][0], y_val)
 # --8<-- [end:one_vs_rest]
 
-# The same one-vs-rest isotonic regression with scikit-learn, as a cross-check of ours.
+# the same one-vs-rest isotonic regression with scikit-learn, as a cross-check of ours
 s_val = calibration.one_vs_rest_log_odds(logits["CE"][0])
 s_test = calibration.one_vs_rest_log_odds(logits["CE"][1])
 sklearn_g = np.stack(
@@ -171,6 +120,7 @@ table.compare(
     rtol=0,
     atol=1e-12,
 )
+# p̃_k = f_k(s_k) / Σ_j f_j(s_j); a row whose every f_j is 0 gets 1/K
 sklearn_total = sklearn_g.sum(axis=1, keepdims=True)
 sklearn_isotonic = np.where(
     sklearn_total > 0, sklearn_g / np.maximum(sklearn_total, 1e-300), 1 / split.num_classes
@@ -201,16 +151,26 @@ ax.set_title(f"class {k}, validation split: one-vs-rest calibration maps")
 ax.legend(fontsize=8)
 save_figure(fig, "08_one_vs_rest.png")
 
-# %% [markdown]
-# ## 5. The table
-#
-# Calibrators fitted on validation, every number on test. A test set of ~360 images with a
-# handful of mistakes makes ECE noisy, so next to it we give a 95 % bootstrap interval: the
-# ECE of 200 test sets drawn from ours with replacement. Differences inside those intervals
-# are not evidence of anything.
+# %% The table
+table.step("5. The table")
 
 
-# %%
+# --8<-- [start:metrics]
+def metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, NLL, ECE, MCE, Brier and mean confidence of (N, K) probabilities."""
+    return {
+        "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+        "nll": calibration.negative_log_likelihood(probs, labels),
+        "ece": expected_calibration_error(probs, labels, n_bins=15, norm="l1"),
+        "mce": expected_calibration_error(probs, labels, n_bins=15, norm="max"),
+        "brier": calibration.brier_score(probs, labels),
+        "confidence": float(np.mean(probs.max(axis=1))),
+    }
+
+
+# --8<-- [end:metrics]
+
+
 # --8<-- [start:bootstrap]
 def ece_interval(probs: np.ndarray, labels: np.ndarray, draws: int) -> tuple[float, float]:
     """2.5 and 97.5 percentiles of the ECE over test sets resampled with replacement."""
@@ -234,20 +194,9 @@ methods = {
     "LSCE": softmax(z_ls),
     "LSCE + temperature": calibration.apply_temperature(z_ls, temperature["LSCE"]),
 }
-if yours_ece:
-    table.compare(
-        "your expected_calibration_error vs lsce_scratch (CE, test)",
-        expected_calibration_error(methods["CE"], y_test),
-        calibration.expected_calibration_error(methods["CE"], y_test),
-        rtol=1e-12,
-        uses="8.1",
-    )
-# the results table must be right: your ECE while it agreed, else ours
-expected_calibration_error = table.trusted(
-    "8.1", expected_calibration_error, calibration.expected_calibration_error
-)
+draws = 50 if quick else 200
 results = {name: metrics(probs, y_test) for name, probs in methods.items()}
-intervals = {name: ece_interval(p, y_test, 50 if quick else 200) for name, p in methods.items()}
+intervals = {name: ece_interval(probs, y_test, draws) for name, probs in methods.items()}
 # --8<-- [end:table]
 
 
@@ -276,57 +225,36 @@ for name in results:
     printed.add_row(name, *row_cells(name))
 Console(highlight=False, width=120).print(printed)  # wider than a pipe's default 80
 
-# The same table as JSON (∞ as null) and as a picture, for the docs and for quoting.
-path = figure_dir() / "08_table.json"
-path.parent.mkdir(parents=True, exist_ok=True)
-record = {
-    "split": "test (calibrators fitted on validation)",
-    "n_test": int(len(y_test)),
-    "n_bins": 15,
-    "quick": quick,
-    "temperature": temperature,
-    "methods": {
-        name: {
-            **{c: (None if np.isinf(v) else v) for c, v in row.items()},
-            "ece_95_interval": list(intervals[name]),
-        }
-        for name, row in results.items()
+# the same table for the page, as Markdown, and as JSON (∞ as null) for quoting
+markdown = [
+    "| method | " + " | ".join(headers) + " |",
+    "|:---|" + "---:|" * len(headers),
+    *(f"| {name} | " + " | ".join(row_cells(name)) + " |" for name in results),
+]
+save_run_output("08_table.md", "\n".join(markdown) + "\n")
+path = save_run_output(
+    "08_table.json",
+    {
+        "split": "test (calibrators fitted on validation)",
+        "n_test": int(len(y_test)),
+        "n_bins": 15,
+        "quick": quick,
+        "temperature": temperature,
+        "methods": {
+            name: {
+                **{c: (None if np.isinf(v) else v) for c, v in row.items()},
+                "ece_95_interval": list(intervals[name]),
+            }
+            for name, row in results.items()
+        },
     },
-}
-path.write_text(json.dumps(record, indent=2) + "\n")
-console.print(f"saved table [bold]{path}[/bold]")
-
-fig, ax = plt.subplots(figsize=(13, 0.45 * len(results) + 0.6))
-ax.axis("off")
-drawn = ax.table(
-    cellText=[row_cells(name) for name in results],
-    rowLabels=list(results),
-    colLabels=headers,
-    loc="center",
 )
-drawn.scale(1, 1.4)
-ax.set_title(f"digits, test split ({len(y_test)} images), 15 bins", pad=4)
-save_figure(fig, "08_table.png")
+console.print(f"saved table [bold]{path}[/bold] and 08_table.md")
 
-# %% [markdown]
-# ## 6. Reliability diagrams
-
-# %%
-shown = [name for name in methods if "scikit-learn" not in name]
-fig, axes = plt.subplots(2, 3, figsize=(14, 9))
-for ax, name in zip(axes.flat, shown, strict=True):
-    reliability_diagram(ax, methods[name], y_test, n_bins=15, title=name)
-axes.flat[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.9))
-save_figure(fig, "08_reliability.png")
-
-# %% [markdown]
-# ## 7. What the numbers say
-#
-# The script prints its reading of the table below, from the numbers of this run. The
-# checks after it hold on this split and seed in the full run; the quick run trains too
-# briefly to be held to them, so there they are shown but not required.
-
-# %%
+# %% What the numbers show
+table.step("6. What the numbers show")
+# these hold on this split and seed in the full run; the quick run trains too briefly to be
+# held to them, so there they are shown but not required
 ce, ce_t, ls, ls_t = (results[n] for n in ("CE", "CE + temperature", "LSCE", "LSCE + temperature"))
 platt_name, iso_name = "CE + Platt (one-vs-rest)", "CE + isotonic (one-vs-rest)"
 platt_row, iso_row = results[platt_name], results[iso_name]
@@ -347,21 +275,6 @@ def versus(name: str, base: str) -> str:
     return "indistinguishable from"
 
 
-console.print(
-    f"""[bold]Reading the table[/bold] (this run; intervals are 95 % bootstrap intervals)
-- CE: accuracy {100 * ce["accuracy"]:.2f} %, mean confidence {100 * ce["confidence"]:.2f} %,
-  ECE {ece_text("CE")}. Temperature scaling picks T = {temperature["CE"]:.2f} on validation;
-  on test its ECE is {ece_text("CE + temperature")}, {versus("CE + temperature", "CE")} CE's.
-- LSCE: accuracy {100 * ls["accuracy"]:.2f} % but mean confidence {100 * ls["confidence"]:.2f} %:
-  under-confident, ECE {ece_text("LSCE")}, {versus("LSCE", "CE")} CE's;
-  NLL {ls["nll"]:.3f} vs CE's {ce["nll"]:.3f}. It needs T = {temperature["LSCE"]:.2f} < 1,
-  after which its ECE is {ece_text("LSCE + temperature")}, {versus("LSCE + temperature", "CE")}
-  CE's, and its NLL {ls_t["nll"]:.3f}.
-- Platt (one-vs-rest): ECE {ece_text(platt_name)}, {versus(platt_name, "CE")} CE's;
-  mean confidence {100 * platt_row["confidence"]:.2f} %.
-- Isotonic (one-vs-rest): ECE {ece_text(iso_name)}, {versus(iso_name, "CE")} CE's;
-  accuracy {100 * iso_row["accuracy"]:.2f} %, NLL {iso_row["nll"]:.4f}."""
-)
 table.claim(
     "temperature scaling leaves the accuracy alone",
     ce_t["accuracy"] == ce["accuracy"] and ls_t["accuracy"] == ls["accuracy"],
@@ -413,6 +326,82 @@ table.claim(
     temperature["CE"] > 1,
     f"T = {temperature['CE']:.2f}",
     required=not quick,
+)
+
+# %% Reliability diagrams
+table.step("7. Reliability diagrams")
+shown = [name for name in methods if "scikit-learn" not in name]
+fig, axes = plt.subplots(2, 3, figsize=(14, 9))
+for ax, name in zip(axes.flat, shown, strict=True):
+    reliability_diagram(ax, methods[name], y_test, n_bins=15, title=name)
+axes.flat[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.9))
+save_figure(fig, "08_reliability.png")
+
+# %% The numbers the page quotes
+keys = {
+    "CE": "ce",
+    "CE + temperature": "ce_temperature",
+    platt_name: "ce_platt",
+    iso_name: "ce_isotonic",
+    "CE + isotonic (scikit-learn)": "ce_isotonic_sklearn",
+    "LSCE": "lsce",
+    "LSCE + temperature": "lsce_temperature",
+}
+
+
+def side(value: float, low: float, high: float | None = None) -> str:
+    """Where ``value`` lies against a number, or against the interval [low, high], in a word."""
+    high = low if high is None else high
+    if value < low:
+        return "below"
+    if value > high:
+        return "above"
+    return "equal to" if low == high else "inside"
+
+
+save_run_output(
+    "08_results.json",
+    {
+        "quick": quick,
+        "n_val": len(y_val),
+        "n_test": len(y_test),
+        "bootstrap_draws": draws,
+        "temperature": {"ce": temperature["CE"], "lsce": temperature["LSCE"]},
+        "methods": {
+            keys[name]: {
+                "accuracy_percent": 100 * row["accuracy"],
+                "confidence_percent": 100 * row["confidence"],
+                "ece_percent": 100 * row["ece"],
+                "ece_text": ece_text(name),  # "0.80 % (0.3–1.7 %)": the ECE and its interval
+                "mce_percent": 100 * row["mce"],
+                "nll": None if np.isinf(row["nll"]) else row["nll"],
+                "brier": row["brier"],
+            }
+            for name, row in results.items()
+        },
+        # the comparisons the page states, in words, from this run's numbers
+        "words": {
+            "ce_t_vs_1": side(temperature["CE"], 1),
+            "ce_by_nll": "over-confident" if temperature["CE"] > 1 else "under-confident",
+            "lsce_t_vs_1": side(temperature["LSCE"], 1),
+            "lsce_confidence_vs_accuracy": side(ls["confidence"], ls["accuracy"]),
+            "platt_confidence_vs_accuracy": side(platt_row["confidence"], platt_row["accuracy"]),
+            "lsce_vs_ce": versus("LSCE", "CE"),
+            "lsce_t_vs_ce": versus("LSCE + temperature", "CE"),
+            "lsce_t_ece_vs_lsce_interval": side(ls_t["ece"], *intervals["LSCE"]),
+            "lsce_t_nll_vs_lsce": side(ls_t["nll"], ls["nll"]),
+            "ce_t_vs_ce": versus("CE + temperature", "CE"),
+            "platt_vs_ce": versus(platt_name, "CE"),
+            "isotonic_vs_ce": versus(iso_name, "CE"),
+            "ce_t_vs_platt": versus("CE + temperature", platt_name),
+            "ce_t_vs_isotonic": versus("CE + temperature", iso_name),
+            "isotonic_nll": (
+                "infinite: some test image's true class got probability 0"
+                if np.isinf(iso_row["nll"])
+                else f"finite ({iso_row['nll']:.3f}): no test image's true class got probability 0"
+            ),
+        },
+    },
 )
 
 # %%

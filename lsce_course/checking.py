@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lsce_course import course
 from lsce_course import exercises as ex
 
 NOT_STARTED, BLOCKED, ERROR, TIMED_OUT, FAILING, PASSED, NO_TESTS = (
@@ -426,6 +427,7 @@ def verify_manifest(root: Path | None = None) -> list[str]:
     if len(set(ids)) != len(ids):
         problems.append("manifest has duplicate ids")
     first_id_of: dict[tuple[str, str], str] = {}
+    pages = {lesson.number: root / "docs" / lesson.page for lesson in course.load_lessons(root)}
     for e in manifest:
         first_id_of.setdefault((e.file, e.function), e.id)
         where = f"exercise {e.id}"
@@ -452,12 +454,18 @@ def verify_manifest(root: Path | None = None) -> list[str]:
         for needed in e.requires:
             if needed not in ids[: ids.index(e.id)]:
                 problems.append(f"{where}: requires {needed}, which is not an earlier exercise")
-        pages = list((root / "docs" / "lessons").glob(f"{e.lesson:02d}-*.md"))
-        marker = f"<!-- lsce:exercises {e.lesson} -->"
-        if not any(marker in page.read_text(encoding="utf-8") for page in pages):
-            problems.append(
-                f"{where}: no docs page docs/lessons/{e.lesson:02d}-*.md shows {marker}"
-            )
+        page = pages.get(e.lesson)
+        marker = f"<!-- lsce:exercise {e.id} -->"
+        if page is None or marker not in page.read_text(encoding="utf-8"):
+            problems.append(f"{where}: its lesson's page does not show {marker}")
+        if not e.library_note.strip():
+            problems.append(f"{where}: needs a library_note (what the library's version adds)")
+        solution = root / "lessons" / "solutions" / e.file
+        solved = solution.is_file() and ex.definitions(
+            ast.parse(solution.read_text(encoding="utf-8")), e.function
+        )
+        if not solved:
+            problems.append(f"{where}: lessons/solutions/{e.file} must define {e.function}")
     listed = {(e.file, e.function) for e in manifest}
     for stub in sorted((root / ex.MANIFEST.parent).glob("ex*.py")):
         for function in _stub_functions(stub):

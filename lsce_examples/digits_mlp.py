@@ -106,11 +106,14 @@ class MLP:
             caches.append(cache)
         return x, caches
 
+    # --8<-- [end:MLP]
     def backward(self, dz: np.ndarray, caches: list[np.ndarray]) -> np.ndarray:
         """Back-propagate dz = ∂L/∂z through every layer (last first); return ∂L/∂x."""
+        # --8<-- [start:mlp_backward]
         for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
             dz = layer.backward(dz, cache)
         return dz
+        # --8<-- [end:mlp_backward]
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """The penultimate activations: the input of the last Linear layer (its cache)."""
@@ -128,9 +131,6 @@ class MLP:
     def grads(self) -> list[np.ndarray]:
         """Every layer's gradients, in the order of :meth:`params`."""
         return [g for layer in self.layers for g in layer.grads()]
-
-
-# --8<-- [end:MLP]
 
 
 # --8<-- [start:Adam]

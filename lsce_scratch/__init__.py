@@ -24,4 +24,4 @@ __all__ = [
     "smooth_labels",
     "softmax",
 ]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it

@@ -8,7 +8,7 @@ allowed, and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from numbers import Integral, Real
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -43,7 +43,7 @@ def check_reduction(reduction: object) -> str:
         raise ValueError(
             f"reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}"
         )
-    return reduction  # type: ignore[return-value]
+    return reduction
 
 
 def check_spread(spread: object) -> str:
@@ -53,7 +53,7 @@ def check_spread(spread: object) -> str:
             f"spread must be 'all' (ε/K to every class, PyTorch's convention) or 'others' "
             f"(ε/(K−1) to the wrong classes only); got {spread!r}"
         )
-    return spread  # type: ignore[return-value]
+    return spread
 
 
 def check_ignore_index(ignore_index: object) -> int:
@@ -143,7 +143,7 @@ def target_kind(
 
 
 def check_index_values(
-    out_of_range: Sequence[int], num_classes: int, ignore_index: int | None
+    out_of_range: Collection[int], num_classes: int, ignore_index: int | None
 ) -> None:
     """Raise if any class index (other than ignore_index) lies outside [0, K−1].
 

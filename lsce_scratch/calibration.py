@@ -2,8 +2,10 @@
 
 Notation (the same symbols as the docs page):
 
-- p ∈ R^{N×K}: predicted probabilities, one row per example; y_i the true class; z logits.
-- Top label: ŷ_i = argmax_k p_ik (the first on ties) and its confidence c_i = p_{i,ŷ_i}.
+- p: predicted probabilities of shape (N, K), one row per example; y_i the true class;
+  z logits.
+- Top label: ŷ_i = argmax_k p_ik (the first on ties) and its confidence c_i = p_iŷ_i (row i,
+  column ŷ_i).
 - M equal-width bins; B_m the rows whose confidence falls in bin m;
   acc(B_m) = mean of 1[ŷ_i = y_i] and conf(B_m) = mean of c_i over B_m.
 - T: a temperature, p = softmax(z / T); β = 1/T.
@@ -239,7 +241,8 @@ def expected_calibration_error(
 
 
 def negative_log_likelihood(probs: ArrayLike, labels: ArrayLike) -> float:
-    """Mean NLL, −(1/N) Σ_i log p_{i,y_i}, in nats; inf when some true class has p = 0.
+    """Mean NLL, −(1/N) Σ_i log p_iy_i (row i, column y_i), in nats; inf when some true class
+    has p = 0.
 
     That infinity is honest: a calibrator that gives a true class probability 0 (isotonic
     regression can) has infinite log loss. From logits, ``-log_softmax(z)`` is more precise.
@@ -277,7 +280,7 @@ def _nll_slope(beta: float, z: np.ndarray, true_logit: np.ndarray) -> float:
 def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
     """The temperature T > 0 that minimises the NLL of softmax(z / T) on held-out data.
 
-    With β = 1/T, NLL(β) = (1/N) Σ_i [lse(β z_i) − β z_{i,y_i}] is convex in β: its slope,
+    With β = 1/T, NLL(β) = (1/N) Σ_i [lse(β z_i) − β z_iy_i] is convex in β: its slope,
     the mean of E_p[z] − z_y, never decreases. So we bisect on the sign of the slope over
     log β, to machine precision: no step size, no starting point, no local minima. T is
     searched in [T_MIN, T_MAX] = [0.01, 100]; if the NLL still falls at an end (a set the
@@ -314,7 +317,7 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
 def one_vs_rest_log_odds(logits: ArrayLike) -> np.ndarray:
     """s_ik = log(p_ik / (1 − p_ik)) for p = softmax(z), shape (N, K), without rounding p.
 
-    Computed as z_k − log Σ_{j≠k} exp(z_j), which stays exact when p_k rounds to 1.
+    Computed as z_k − log Σ_j≠k exp(z_j), which stays exact when p_k rounds to 1.
     """
     z = _check_matrix(logits, "logits")
     if z.shape[1] < 2:

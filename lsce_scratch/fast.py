@@ -11,8 +11,9 @@ read again from main memory. Here every row is read once and its gradient writte
 - the exponentials exp(z − z_max) go straight into the gradient buffer, which becomes
   S·p − r in place, already scaled through the reduction (the gradient is computed in
   the forward; :func:`lsce_backward` only multiplies by dloss, or nothing when it is 1);
-- rows are processed in chunks that fit in a core's L2 cache, so the five or six passes
-  over a chunk hit the cache, not main memory;
+- rows are processed in chunks that fit in a core's L2 cache
+  (:mod:`lsce_scratch.chunking`), so the five or six passes over a chunk hit the cache,
+  not main memory;
 - chunks run on a small thread pool: NumPy's ufuncs release the GIL. Chunks are fixed by
   the shape alone, so the results do not depend on the number of threads.
 
@@ -27,11 +28,11 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lsce_scratch import chunking
 from lsce_scratch.losses import (
     Prepared,
     nonfinite_error,
@@ -41,25 +42,15 @@ from lsce_scratch.losses import (
     row_scale,
     upstream,
 )
+from lsce_scratch.row_stats import RowLosses, SoftmaxState, SoftmaxStats
 from lsce_scratch.softmax import compute_dtype
 
-# One chunk of logits is at most this big: a core's L2 (1–2 MiB) holds it and its sums.
-CHUNK_BYTES = 1 << 20
 # Below this many logits, handing chunks to threads costs more than it saves.
 PARALLEL_MIN = 1 << 18
 # Worker threads for large inputs; set lsce_scratch.fast.THREADS = 1 to stay on one core.
 THREADS = max(1, os.cpu_count() or 1)
-# linear_lsce's row chunk of logits: small next to the full logits, big enough that the
-# matrix products stay efficient and d_weight is updated only a few times.
-FUSED_CHUNK_BYTES = 64 << 20
 
 _pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def row_chunks(num_rows: int, num_classes: int, itemsize: int) -> list[slice]:
-    """Fixed row chunks of about CHUNK_BYTES each; they depend on the shape only."""
-    rows = max(1, CHUNK_BYTES // max(1, num_classes * itemsize))
-    return [slice(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
 
 
 def _map(fn: Callable[[slice], object], chunks: Sequence[slice], size: int) -> list:
@@ -85,6 +76,11 @@ class RowInfo:
     w_y: np.ndarray | None = None  # its class weight
     total: np.ndarray | None = None  # S_i = Σ_k r_ik = (1 − ε) w_y + (ε/K) Σ_k w_k
 
+    def index_targets(self, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y, w_y, S) of some rows with class-index targets."""
+        assert self.y is not None and self.w_y is not None and self.total is not None
+        return self.y[rows], self.w_y[rows], self.total[rows]
+
 
 def row_info(prep: Prepared, scale: np.ndarray) -> RowInfo:
     """The per-row numbers of ``prep``'s rows; ``scale`` is ∂L/∂ℓ_i for the gradient."""
@@ -98,45 +94,46 @@ def row_info(prep: Prepared, scale: np.ndarray) -> RowInfo:
     return RowInfo(scale, y, w_y, (1.0 - eps) * w_y + eps / num_classes * w_sum)
 
 
-class RowStats(NamedTuple):
-    """What a pass over some rows gives: losses and the row statistics."""
+@dataclass
+class FastCache:
+    """What :func:`lsce_forward` keeps for :func:`lsce_backward`: the inputs, the softmax
+    statistics of every row, and the gradient at dloss = 1 until a backward takes it."""
 
-    loss: np.ndarray  # ℓ_i, 0 on ignored rows
-    z_max: np.ndarray  # the row maxima
-    argmax: np.ndarray  # m, where they are
-    rest: np.ndarray  # Σ_{k≠m} exp(z_k − z_max)
-
-
-# (z_max, argmax, rest) of some rows, saved by a forward pass
-Saved = tuple[np.ndarray, np.ndarray, np.ndarray]
+    prep: Prepared
+    stats: SoftmaxStats[np.ndarray]
+    grad: np.ndarray | None
 
 
 # --8<-- [start:block]
 def _block_forward(
     prep: Prepared, info: RowInfo, rows: slice, z: np.ndarray, e: np.ndarray
-) -> RowStats:
+) -> RowLosses[np.ndarray]:
     """ℓ_i and the row statistics of one chunk of rows; leaves exp(z − z_max) in ``e``
     (0 at m). ``e`` may be z itself: z is not read after the first pass."""
     r = None if prep.kind == "index" else _soft_r(prep, rows)
     # z_y is read first: e may be z's own memory
-    z_y = z[np.arange(len(z)), info.y[rows]] if r is None else None
+    z_y = z[np.arange(len(z)), info.index_targets(rows)[0]] if r is None else None
     # z_max, m, rest = Σ_{k≠m} exp(z_k − z_max) and Σ_k a_k (z_max − z_k) for the
     # smoothing weights a = w (index targets) or r (probabilities); see partial
     state = partial(z, 0, prep.weight if r is None else r, out=e)
     row_loss = _row_loss(prep, info, rows, state, z_y)
-    return RowStats(row_loss, state.z_max, state.argmax, state.rest)
+    return RowLosses(row_loss, state.z_max, state.argmax, state.rest)
 
 
 def _row_loss(
-    prep: Prepared, info: RowInfo, rows: slice, state: Partial, z_y: np.ndarray | None
+    prep: Prepared,
+    info: RowInfo,
+    rows: slice,
+    state: SoftmaxState[np.ndarray],
+    z_y: np.ndarray | None,
 ) -> np.ndarray:
     """ℓ_i of some rows from their softmax state (and z_y, for index targets)."""
     eps, num_classes = prep.epsilon, prep.num_classes
-    if prep.kind == "index":
-        total = info.total[rows]
+    if z_y is not None:
+        _, w_y, total = info.index_targets(rows)
         # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k);
         # PyTorch leaves the second sum out at ε = 0, where a masked class makes it 0 · ∞
-        gap = (1.0 - eps) * info.w_y[rows] * (state.z_max - z_y)
+        gap = (1.0 - eps) * w_y * (state.z_max - z_y)
         if eps > 0:
             gap = gap + eps / num_classes * state.gap
     else:
@@ -154,12 +151,15 @@ def _block_gradient(
     """Turn ``e`` = exp(z − z_max) of one chunk (any value at m) into (S p − r)·s, in place."""
     eps, num_classes, w = prep.epsilon, prep.num_classes, prep.weight
     i, s = np.arange(e.shape[0]), info.scale[rows]
-    r = None if prep.kind == "index" else _soft_r(prep, rows)
-    total = info.total[rows] if r is None else r.sum(axis=-1)
+    if prep.kind == "index":
+        r = None
+        y, w_y, total = info.index_targets(rows)
+    else:
+        r = _soft_r(prep, rows)
+        total = r.sum(axis=-1)
     # (S p − r)·s with p = exp(z − z_max) / (1 + rest): scale the exponentials in place
     np.multiply(e, (total * s / (1.0 + rest))[:, None], out=e)
     if r is None:
-        y, w_y = info.y[rows], info.w_y[rows]
         # − r·s, with r = (ε/K) w + (1 − ε) w_y onehot(y): a broadcast and one entry per row
         e -= (eps / num_classes * s)[:, None] if w is None else np.outer(eps / num_classes * s, w)
         e[i, y] -= (1.0 - eps) * w_y * s
@@ -192,27 +192,30 @@ def _soft_r(prep: Prepared, rows: slice, cols: slice = slice(None)) -> np.ndarra
 
 
 def _block(
+    prep: Prepared, info: RowInfo, rows: slice, z: np.ndarray, grad: np.ndarray | None
+) -> RowLosses[np.ndarray]:
+    """One chunk's losses and statistics, and with ``grad`` its gradient (scaled by
+    ``info.scale``), in one read of its logits."""
+    result = _block_forward(prep, info, rows, z, np.empty_like(z) if grad is None else grad)
+    if grad is not None:
+        _block_gradient(prep, info, rows, grad, result.argmax, result.rest)
+        _rows_without_softmax(prep, rows, result.z_max, grad)
+    return result
+
+
+def _block_backward(
     prep: Prepared,
     info: RowInfo,
     rows: slice,
     z: np.ndarray,
-    grad: np.ndarray | None,
-    saved: Saved | None,
-) -> RowStats | None:
-    """One chunk: its losses and statistics, and with ``grad`` its gradient (scaled by
-    ``info.scale``). With ``saved`` statistics only the gradient is left to compute."""
-    if saved is not None:
-        z_max, m, rest = saved
-        # exp(z − z_max) from the saved row maxima: no argmax, no sums
-        np.exp(np.subtract(z, z_max[:, None], out=grad), out=grad)
-        _block_gradient(prep, info, rows, grad, m, rest)
-        _rows_without_softmax(prep, rows, z_max, grad)
-        return None
-    stats = _block_forward(prep, info, rows, z, np.empty_like(z) if grad is None else grad)
-    if grad is not None:
-        _block_gradient(prep, info, rows, grad, stats.argmax, stats.rest)
-        _rows_without_softmax(prep, rows, stats.z_max, grad)
-    return stats
+    grad: np.ndarray,
+    saved: SoftmaxStats[np.ndarray],
+) -> None:
+    """One chunk's gradient from its saved statistics."""
+    # exp(z − z_max) from the saved row maxima: no argmax, no sums
+    np.exp(np.subtract(z, saved.z_max[:, None], out=grad), out=grad)
+    _block_gradient(prep, info, rows, grad, saved.argmax, saved.rest)
+    _rows_without_softmax(prep, rows, saved.z_max, grad)
 
 
 def _rows_without_softmax(prep: Prepared, rows: slice, z_max: np.ndarray, grad: np.ndarray) -> None:
@@ -228,37 +231,48 @@ def _rows_without_softmax(prep: Prepared, rows: slice, z_max: np.ndarray, grad: 
 
 
 def lsce_rows(
+    prep: Prepared, info: RowInfo, start: int, z: np.ndarray, grad: np.ndarray | None = None
+) -> RowLosses[np.ndarray]:
+    """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked, threaded;
+    with ``grad``, their gradient too.
+
+    NaN or +inf in the logits shows in the row maxima (see losses.nonfinite_rows), so
+    nothing else has to scan for it.
+    """
+
+    def run(c: slice) -> RowLosses[np.ndarray]:
+        rows = slice(start + c.start, start + c.stop)
+        # NaN/inf logits are reported after the pass, without warnings on the way
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _block(prep, info, rows, z[c], None if grad is None else grad[c])
+
+    parts = _map(run, _chunks(z), z.size)
+    if not parts:
+        return RowLosses(z[:, 0], z[:, 0], np.zeros(0, np.intp), z[:, 0])
+    return RowLosses(*(np.concatenate(a) for a in zip(*parts, strict=True)))
+
+
+def gradient_rows(
     prep: Prepared,
     info: RowInfo,
     start: int,
     z: np.ndarray,
-    grad: np.ndarray | None,
-    saved: Saved | None = None,
-) -> RowStats | None:
-    """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked, threaded.
+    grad: np.ndarray,
+    saved: SoftmaxStats[np.ndarray],
+) -> None:
+    """The gradient of rows start..start+len(z) into ``grad``, from their ``saved``
+    statistics (what lsce_rows gave for them), chunked, threaded."""
 
-    With ``grad``, their gradient too; with the ``saved`` (z_max, argmax, rest) of these
-    rows, only the gradient (and None is returned). NaN or +inf in the logits shows in the
-    row maxima (see losses.nonfinite_rows), so nothing else has to scan for it.
-    """
-    chunks = row_chunks(len(z), prep.num_classes, z.itemsize)
-
-    def run(c: slice) -> RowStats | None:
+    def run(c: slice) -> None:
         rows = slice(start + c.start, start + c.stop)
-        part = None if saved is None else tuple(a[c] for a in saved)
-        # NaN/inf logits are reported after the pass, without warnings on the way
+        part = SoftmaxStats(*(a[c] for a in saved))
         with np.errstate(invalid="ignore", over="ignore"):
-            return _block(prep, info, rows, z[c], None if grad is None else grad[c], part)
+            _block_backward(prep, info, rows, z[c], grad[c], part)
 
-    parts = _map(run, chunks, z.size)
-    if saved is not None:
-        return None
-    if not parts:
-        return RowStats(z[:, 0], z[:, 0], np.zeros(0, np.intp), z[:, 0])
-    return RowStats(*(np.concatenate(a) for a in zip(*parts, strict=True)))
+    _map(run, _chunks(z), z.size)
 
 
-def _loss_rows(prep: Prepared, grad: np.ndarray | None) -> RowStats:
+def _loss_rows(prep: Prepared, grad: np.ndarray | None) -> RowLosses[np.ndarray]:
     """Losses and statistics of all rows (and, with ``grad``, the gradient at dloss = 1)."""
     stats = lsce_rows(prep, row_info(prep, _unit_scale(prep)), 0, prep.logits, grad)
     # NaN or +inf in a row that counts; finite logits whose sums overflow just give inf
@@ -295,43 +309,44 @@ def lsce_forward(
     reduction: str = "mean",
     weight: ArrayLike | None = None,
     ignore_index: int = -100,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, FastCache]:
     """Label-smoothing cross-entropy, forward pass; returns ``(loss, cache)``.
 
     ``logits`` has shape (..., K); ``target`` holds class indices of shape (...) or
     probabilities of shape (..., K). The result equals
     ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=..., reduction=...,
     label_smoothing=epsilon)``, as :func:`lsce_scratch.losses.lsce_forward`'s does. The
-    gradient is computed here too, in the same pass over the logits, and kept in ``cache``
-    (one array of the logits' size) for :func:`lsce_backward`;
+    gradient is computed here too, in the same pass over the logits, and kept in the
+    :class:`FastCache` (one array of the logits' size) for :func:`lsce_backward`;
     :func:`label_smoothing_cross_entropy` skips it.
     """
     prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
     grad = np.empty_like(prep.logits)
-    stats = _loss_rows(prep, grad)
-    return reduce_rows(stats.loss, prep), {"prep": prep, "grad": grad, "stats": stats}
+    rows = _loss_rows(prep, grad)
+    return reduce_rows(rows.loss, prep), FastCache(prep, rows.stats, grad)
 
 
 # --8<-- [end:lsce_forward]
 
 
 # --8<-- [start:lsce_backward]
-def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
+def lsce_backward(dloss: ArrayLike, cache: FastCache) -> np.ndarray:
     """Gradient of the loss with respect to the logits, same shape and dtype as the logits.
 
     ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for
-    'none'. The first call hands out the gradient the forward computed, multiplied by
-    dloss in place (nothing to do when dloss is 1); a later call on the same cache
-    computes it again from the saved row statistics.
+    'none'; ``cache`` is what :func:`lsce_forward` returned. The first call hands out the
+    gradient the forward computed, multiplied by dloss in place (nothing to do when dloss
+    is 1); a later call on the same cache computes it again from the saved statistics.
     """
-    prep = cache["prep"]
+    _check_cache(cache)
+    prep = cache.prep
     dloss = upstream(dloss, prep)
-    grad = cache.pop("grad", None)
+    grad, cache.grad = cache.grad, None
     if grad is None:
         # the first call gave its buffer away: compute the gradient again
         grad = np.empty_like(prep.logits)
         info = row_info(prep, _unit_scale(prep))
-        lsce_rows(prep, info, 0, prep.logits, grad, cache["stats"][1:4])
+        gradient_rows(prep, info, 0, prep.logits, grad, cache.stats)
     if prep.reduction == "none":
         # ignored rows are already 0; keep them so even where dloss is not finite
         scale = np.where(prep.valid, dloss, 0.0)[:, None]
@@ -346,7 +361,23 @@ def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
 
 
 def _chunks(a: np.ndarray) -> list[slice]:
-    return row_chunks(a.shape[0], a.shape[-1], a.itemsize)
+    return chunking.row_chunks(a.shape[0], a.shape[-1], a.itemsize)
+
+
+def _check_cache(cache: object) -> None:
+    """Refuse a cache that is not lsce_forward's, naming where it belongs."""
+    if isinstance(cache, FastCache):
+        return
+    if isinstance(cache, dict):
+        raise TypeError(
+            "this cache comes from lsce_scratch.losses.lsce_forward (the taught version, a "
+            "dict); pass it to lsce_scratch.losses.lsce_backward, or use "
+            "lsce_scratch.lsce_forward with lsce_scratch.lsce_backward"
+        )
+    raise TypeError(
+        f"cache must be the FastCache that lsce_scratch.lsce_forward returned; got "
+        f"{type(cache).__name__}"
+    )
 
 
 def label_smoothing_cross_entropy(
@@ -365,24 +396,11 @@ def label_smoothing_cross_entropy(
 
 
 # --8<-- [start:online]
-class Partial(NamedTuple):
-    """Online-softmax state of each row over the classes read so far.
-
-    ``gap`` and ``mass`` carry the smoothing term for a vector of class weights a
-    (w, or r for soft targets); with a = 1 they count the classes.
-    """
-
-    z_max: np.ndarray  # running max of the logits
-    argmax: np.ndarray  # where it is (first occurrence)
-    rest: np.ndarray  # Σ_{k≠argmax} exp(z_k − z_max)
-    gap: np.ndarray  # Σ_k a_k (z_max − z_k) ≥ 0
-    mass: np.ndarray  # Σ_k a_k
-
-
 def partial(
     z: np.ndarray, offset: int = 0, a: np.ndarray | None = None, out: np.ndarray | None = None
-) -> Partial:
-    """The state of a block of classes (columns offset.. of each row), with weights a.
+) -> SoftmaxState[np.ndarray]:
+    """The online-softmax state (:class:`lsce_scratch.row_stats.SoftmaxState`) of a block
+    of classes (columns offset.. of each row), with weights a.
 
     The exponentials exp(z − z_max) (0 at the max) are left in ``out``, which may be z.
     A masked class (z_k = −inf) adds 0 to rest and a_k·∞ to gap: inf, or NaN where
@@ -406,17 +424,17 @@ def partial(
     # lse = z_max + log1p(rest) and 1 − p_m = rest / (1 + rest) keep every digit
     np.exp(e, out=e)
     e[i, m] = 0.0
-    return Partial(z_max, m + offset, e.sum(axis=-1), gap, mass)
+    return SoftmaxState(z_max, m + offset, e.sum(axis=-1), gap, mass)
 
 
 @np.errstate(invalid="ignore")
-def merge(a: Partial, b: Partial) -> Partial:
+def merge(a: SoftmaxState[np.ndarray], b: SoftmaxState[np.ndarray]) -> SoftmaxState[np.ndarray]:
     """Combine the states of two disjoint sets of classes (any order, any split)."""
     # the larger max stays the max; the other side is rescaled to it by exp(lo − hi) ≤ 1.
     # A NaN max wins, so that NaN logits show in z_max (see losses.nonfinite_rows)
     b_wins = (b.z_max > a.z_max) | np.isnan(b.z_max)
-    hi = Partial(*(np.where(b_wins, y, x) for x, y in zip(a, b, strict=True)))
-    lo = Partial(*(np.where(b_wins, x, y) for x, y in zip(a, b, strict=True)))
+    hi = SoftmaxState(*(np.where(b_wins, y, x) for x, y in zip(a, b, strict=True)))
+    lo = SoftmaxState(*(np.where(b_wins, x, y) for x, y in zip(a, b, strict=True)))
     # a side whose classes are all masked has no max term, and its gap holds Σ_k a_k·∞
     masked = lo.z_max == -np.inf
     shrink = np.where(masked, 0.0, np.exp(lo.z_max - hi.z_max))
@@ -424,7 +442,7 @@ def merge(a: Partial, b: Partial) -> Partial:
     rest = hi.rest + (lo.rest + 1.0) * shrink
     # Σ a_k (hi − z_k) over the losing side = its gap + its mass·(hi − lo), all ≥ 0
     gap = hi.gap + lo.gap + np.where(masked, 0.0, lo.mass * (hi.z_max - lo.z_max))
-    return Partial(hi.z_max, hi.argmax, rest, gap, hi.mass + lo.mass)
+    return SoftmaxState(hi.z_max, hi.argmax, rest, gap, hi.mass + lo.mass)
 
 
 # --8<-- [start:online_logsumexp]
@@ -451,13 +469,16 @@ def _check_chunk(chunk: object) -> int:
     return chunk
 
 
-def _fold(z: np.ndarray, chunk: int, weights: Callable[[slice], np.ndarray | None]) -> Partial:
+def _fold(
+    z: np.ndarray, chunk: int, weights: Callable[[slice], np.ndarray | None]
+) -> SoftmaxState[np.ndarray]:
     """Merge the states of z's class chunks from left to right."""
     state = None
     for c0 in range(0, z.shape[-1], chunk):
         cols = slice(c0, c0 + chunk)
         part = partial(z[:, cols], c0, weights(cols))
         state = part if state is None else merge(state, part)
+    assert state is not None, "K ≥ 1 classes"
     return state
 
 
@@ -485,27 +506,24 @@ def lsce_loss_chunked(
     prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
     num_classes, w = prep.num_classes, prep.weight
     info = row_info(prep, _unit_scale(prep))
-    rows_per_block = max(1, CHUNK_BYTES // (min(chunk, num_classes) * prep.logits.itemsize))
-    blocks = [
-        slice(a, min(a + rows_per_block, len(prep.logits)))
-        for a in range(0, len(prep.logits), rows_per_block)
-    ]
+    # a block of rows × chunk logits is one chunk's worth
+    blocks = chunking.row_chunks(len(prep.logits), min(chunk, num_classes), prep.logits.itemsize)
 
     @np.errstate(invalid="ignore", over="ignore")
-    def run(rows: slice) -> RowStats:
+    def run(rows: slice) -> RowLosses[np.ndarray]:
         z = prep.logits[rows]
         if prep.kind == "index":
             state = _fold(z, chunk, lambda cols: None if w is None else w[cols])
-            z_y = z[np.arange(len(z)), info.y[rows]]
+            z_y = z[np.arange(len(z)), info.index_targets(rows)[0]]
         else:
             state = _fold(z, chunk, lambda cols: _soft_r(prep, rows, cols))
             z_y = None
-        return RowStats(_row_loss(prep, info, rows, state, z_y), *state[:3])
+        return RowLosses(_row_loss(prep, info, rows, state, z_y), *state.stats)
 
     parts = _map(run, blocks, prep.logits.size)
     if not parts:
         return reduce_rows(prep.logits[:, 0], prep)
-    stats = RowStats(*(np.concatenate(a) for a in zip(*parts, strict=True)))
+    stats = RowLosses(*(np.concatenate(a) for a in zip(*parts, strict=True)))
     bad = nonfinite_rows(stats.z_max, prep.valid)
     if bad.any():
         raise nonfinite_error(bad, stats.z_max, stats.argmax, prep.leading_shape)
@@ -545,7 +563,9 @@ def linear_lsce(
     if dloss is None:
         dloss = np.ones(prep.leading_shape) if reduction == "none" else 1.0
     info = row_info(prep, row_scale(dloss, prep)[:, 0])
-    rows = chunk_rows or max(1, FUSED_CHUNK_BYTES // (num_classes * h.itemsize))
+    rows = chunk_rows or chunking.rows_per_chunk(
+        num_classes, h.itemsize, chunking.FUSED_CHUNK_BYTES
+    )
     buffer = np.empty((min(rows, num_rows), num_classes), h.dtype)
     row_loss = np.empty(num_rows, h.dtype)
     d_hidden = np.empty_like(h)
@@ -567,8 +587,9 @@ def linear_lsce(
         # ∂L/∂h = (∂L/∂z) W
         np.matmul(z, w_lin, out=d_hidden[a : a + len(h_c)])
         # ∂L/∂W += (∂L/∂z)ᵀ h, in blocks of classes so no (K, H) temporary is made
-        for k0 in range(0, num_classes, 4096):
-            d_weight[k0 : k0 + 4096] += z[:, k0 : k0 + 4096].T @ h_c
+        for k0 in range(0, num_classes, chunking.CLASS_BLOCK):
+            block = slice(k0, k0 + chunking.CLASS_BLOCK)
+            d_weight[block] += z[:, block].T @ h_c
         if d_bias is not None:
             # ∂L/∂b = Σ_i ∂L/∂z_i
             d_bias += z.sum(axis=0)

@@ -2,15 +2,16 @@
 
 Notation (the same symbols as the docs pages):
 
-- z ∈ R^{N×K}: logits, classes on the last axis; p = softmax(z); y_i the true class.
+- z: logits of shape (N, K), classes on the last axis; p = softmax(z); y_i the true class.
 - ε: smoothing; q = (1 − ε)·onehot(y) + ε/K (PyTorch's convention, ε/K to every class).
-- w ∈ R^K: class weights (default all ones); r_ik = w_k·q_ik, S_i = Σ_k r_ik.
+- w: class weights, one per class (default all ones); r_ik = w_k·q_ik, S_i = Σ_k r_ik.
 - ℓ_i = −Σ_k r_ik log p_ik, the per-example loss; with w = 1, ℓ_i = CE(q_i, p_i).
 - ∂ℓ_i/∂z_ij = S_i p_ij − r_ij, which is p − q for unweighted, normalised targets.
 
 Semantics follow ``torch.nn.functional.cross_entropy(..., label_smoothing=ε)`` exactly:
-``mean`` over index targets divides by Σ_i w_{y_i} over the non-ignored rows (NaN if there
-are none); over probability targets it divides by the number of rows.
+``mean`` over index targets divides by Σ_i w_y_i (each row's true-class weight) over the
+non-ignored rows (NaN if there are none); over probability targets it divides by the
+number of rows.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def prepare(
         np.issubdtype(target.dtype, np.floating),
         np.issubdtype(target.dtype, np.integer),
     )
+    # (N,) int64 class indices or (N, K) probabilities in the compute dtype
+    t: np.ndarray
     if kind == "index":
         t = target.reshape(-1).astype(np.int64, copy=False)
         valid = t != ignore_index
@@ -136,7 +139,7 @@ def nonfinite_error(
 
 
 def normaliser(prep: Prepared) -> np.ndarray:
-    """The denominator of reduction='mean': Σ w_{y_i} over counted rows, or the row count.
+    """The denominator of reduction='mean': Σ_i w_y_i over counted rows, or the row count.
 
     Zero (every row ignored, or zero weight on every true class) gives NaN: the mean is
     undefined there, and PyTorch returns NaN too.
@@ -305,8 +308,10 @@ def row_losses(prep: Prepared, log_p: np.ndarray, r: np.ndarray) -> np.ndarray:
 def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
     """Gradient of the loss with respect to the logits, same shape and dtype as the logits.
 
-    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for 'none'.
+    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for 'none';
+    ``cache`` is the dict :func:`lsce_forward` returned.
     """
+    _check_cache(cache)
     prep, p, r = cache["prep"], cache["p"], cache["r"]
     # S_i = Σ_k r_ik (1 for unweighted smoothed one-hot targets)
     total = np.sum(r, axis=-1, keepdims=True)
@@ -330,6 +335,25 @@ def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
 # --8<-- [end:lsce_backward]
 
 
+def _check_cache(cache: object) -> None:
+    """Refuse a cache that is not a dict like lsce_forward's, naming where it belongs."""
+    if isinstance(cache, dict):
+        return
+    # fast imports this module, so it is imported here, when the check fails
+    from lsce_scratch.fast import FastCache
+
+    if isinstance(cache, FastCache):
+        raise TypeError(
+            "this cache comes from lsce_scratch.lsce_forward (the fast version, "
+            "lsce_scratch.fast); pass it to lsce_scratch.lsce_backward, or use "
+            "lsce_scratch.losses.lsce_forward with lsce_scratch.losses.lsce_backward"
+        )
+    raise TypeError(
+        f"cache must be the dict that lsce_scratch.losses.lsce_forward returned; got "
+        f"{type(cache).__name__}"
+    )
+
+
 # --8<-- [start:optimal_logit_gap]
 def optimal_logit_gap(num_classes: int, epsilon: float) -> float:
     """The logit gap z_y − z_k (k ≠ y) that minimises LSCE: ln(1 + K(1 − ε)/ε); inf at ε = 0.
@@ -347,6 +371,7 @@ def optimal_logit_gap(num_classes: int, epsilon: float) -> float:
 # --8<-- [end:optimal_logit_gap]
 
 
+# --8<-- [start:label_smoothing_cross_entropy]
 def label_smoothing_cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -363,11 +388,22 @@ def label_smoothing_cross_entropy(
     return loss
 
 
+# --8<-- [end:label_smoothing_cross_entropy]
+
+
+# --8<-- [start:cross_entropy_forward]
 def cross_entropy_forward(logits: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, dict]:
     """Plain cross-entropy, mean over rows: LSCE with ε = 0 (lesson 03)."""
     return lsce_forward(logits, target, epsilon=0.0)
 
 
+# --8<-- [end:cross_entropy_forward]
+
+
+# --8<-- [start:cross_entropy_backward]
 def cross_entropy_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
     """Gradient of :func:`cross_entropy_forward`: (p − onehot(y)) / N."""
     return lsce_backward(dloss, cache)
+
+
+# --8<-- [end:cross_entropy_backward]

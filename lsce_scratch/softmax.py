@@ -1,6 +1,6 @@
 """Softmax, log-softmax and log-sum-exp in NumPy, stable for any finite input (lesson 01).
 
-Notation (as on the docs page): x ∈ R^K are logits, m = max_k x_k,
+Notation (as on the docs page): x holds K logits, m = max_k x_k,
 lse(x) = log Σ_k exp(x_k), softmax(x)_k = exp(x_k − lse(x)).
 """
 

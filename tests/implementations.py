@@ -11,12 +11,17 @@ and, for probability targets, ∂(dloss·loss)/∂target, as float64 arrays. The
 - ``numpy-simple`` (lesson 05's ``losses``), ``numpy-fast`` (``fast``, the public one),
   ``numpy-chunked`` (``fast.lsce_loss_chunked``, the classes in 3 chunks; loss only) and
   ``numpy-fused`` (``fast.linear_lsce`` with the logits as hidden states and W = I);
-- ``torch`` (the default path: the NumPy kernel on the CPU), ``torch-ops`` (torch ops
-  instead), ``torch-class-chunks`` (torch ops, the classes in 3 chunks: the online merge),
+- ``torch-plain`` (lesson 06's plain ``LSCEFunction``, ``fast=False``), ``torch`` (the
+  default fast path: the NumPy kernel on the CPU), ``torch-ops`` (torch ops instead),
+  ``torch-class-chunks`` (torch ops, the classes in 3 chunks: the online merge),
   ``torch-grad-in-forward``, ``torch-inplace`` and ``torch-fused``
-  (``linear_label_smoothing_cross_entropy`` with W = I; 'mean' and 'sum' only).
+  (``linear_label_smoothing_cross_entropy`` with W = I; 'mean' and 'sum' only);
+- on a CUDA GPU (:data:`CUDA`, skipped without one): ``cuda-plain``, ``cuda`` (the Triton
+  kernels where triton is installed and the targets are class indices),
+  ``cuda-ops`` (torch ops, Triton off), ``cuda-grad-in-forward`` and ``cuda-fused``.
 
 The fused ones compute the logits as hidden @ Iᵀ, which is exact for finite logits.
+:data:`BACKENDS` is every name, the CUDA ones as pytest params that skip without a GPU.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 import torch
 
-from lsce_scratch import fast, losses
+from lsce_scratch import chunking, fast, losses
 from lsce_scratch import nn as lnn
+from lsce_scratch.nn import backends
 from tests.oracle import single_torch_thread
 
 
@@ -43,6 +50,7 @@ class Result(NamedTuple):
 
 NUMPY = ["numpy-simple", "numpy-fast", "numpy-chunked", "numpy-fused"]
 TORCH = [
+    "torch-plain",
     "torch",
     "torch-ops",
     "torch-class-chunks",
@@ -54,6 +62,17 @@ IMPLEMENTATIONS = NUMPY + TORCH
 # the ones that take any logits, masked (−inf) rows included; the fused ones build
 # their logits from hidden @ Wᵀ, where a −inf hidden state would give NaN
 ANY_LOGITS = [name for name in IMPLEMENTATIONS if not name.endswith("fused")]
+CUDA = ["cuda-plain", "cuda", "cuda-ops", "cuda-grad-in-forward", "cuda-fused"]
+_NO_GPU = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
+]
+BACKENDS = [*IMPLEMENTATIONS, *(pytest.param(name, marks=_NO_GPU) for name in CUDA)]
+
+
+def supports(name: str, reduction: str) -> bool:
+    """The torch fused loss offers no 'none' (its gradient is made in the forward)."""
+    return not (name.endswith("fused") and name != "numpy-fused" and reduction == "none")
 
 
 def _class_chunk(num_classes: int) -> int:
@@ -63,25 +82,27 @@ def _class_chunk(num_classes: int) -> int:
 
 @contextlib.contextmanager
 def _settings(name: str, num_classes: int) -> Iterator[None]:
-    """The torch module settings an implementation runs with (and one torch thread),
-    restored afterwards."""
-    saved = lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK
+    """The torch settings an implementation runs with (and one torch thread), restored
+    afterwards."""
+    saved = backends.NUMPY_ON_CPU, backends.USE_TRITON, chunking.CLASS_CHUNK
     if name in ("torch-ops", "torch-class-chunks"):
-        lnn.NUMPY_ON_CPU = False
+        backends.NUMPY_ON_CPU = False
+    if name == "cuda-ops":
+        backends.USE_TRITON = False
     if name == "torch-class-chunks":
-        lnn.CLASS_CHUNK = _class_chunk(num_classes)
+        chunking.CLASS_CHUNK = _class_chunk(num_classes)
     try:
         with single_torch_thread():
             yield
     finally:
-        lnn.NUMPY_ON_CPU, lnn.CLASS_CHUNK = saved
+        backends.NUMPY_ON_CPU, backends.USE_TRITON, chunking.CLASS_CHUNK = saved
 
 
 def _float64(t: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
     if t is None:
         return None
     if isinstance(t, torch.Tensor):
-        t = t.detach().to(torch.float64).numpy()
+        t = t.detach().to(torch.float64).cpu().numpy()
     return np.asarray(t, dtype=np.float64)
 
 
@@ -123,20 +144,22 @@ def _run_numpy(name, logits, target, epsilon, kwargs, dloss) -> Result:
 
 
 def _run_torch(name, logits, target, epsilon, kwargs, dloss) -> Result:
-    z = torch.tensor(logits, requires_grad=True)
+    device = "cuda" if name.startswith("cuda") else "cpu"
+    z = torch.tensor(logits, device=device, requires_grad=True)
     soft = np.issubdtype(np.asarray(target).dtype, np.floating)
-    t = torch.tensor(target, requires_grad=soft)
+    t = torch.tensor(target, device=device, requires_grad=soft)
     if kwargs["weight"] is not None:
-        kwargs["weight"] = torch.tensor(kwargs["weight"], dtype=z.dtype)
-    if name == "torch-fused":
-        eye = torch.eye(z.shape[-1], dtype=z.dtype)
+        kwargs["weight"] = torch.tensor(kwargs["weight"], dtype=z.dtype, device=device)
+    if name.endswith("fused"):
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=device)
         loss = lnn.linear_label_smoothing_cross_entropy(z, eye, t, epsilon, **kwargs)
     else:
         options = {
-            "grad_in_forward": name == "torch-grad-in-forward",
-            "inplace": name == "torch-inplace",
+            "grad_in_forward": name.endswith("grad-in-forward"),
+            "inplace": name.endswith("inplace"),
+            "fast": not name.endswith("plain"),
         }
         # the logits a model hands over: not a leaf (inplace=True refuses leaves)
         loss = lnn.label_smoothing_cross_entropy(z * 1.0, t, epsilon, **kwargs, **options)
-    loss.backward(torch.tensor(dloss, dtype=loss.dtype).reshape(loss.shape))
+    loss.backward(torch.tensor(dloss, dtype=loss.dtype, device=device).reshape(loss.shape))
     return Result(_float64(loss), _float64(z.grad), _float64(t.grad) if soft else None)

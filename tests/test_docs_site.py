@@ -9,6 +9,7 @@ makes their absence a failure.
 from __future__ import annotations
 
 import functools
+import html as html_module
 import importlib.util
 import json
 import os
@@ -81,6 +82,12 @@ def test_every_lesson_script_and_page_is_in_the_course_manifest() -> None:
     assert pages == {Path(lesson.page).name for lesson in LESSONS}, "add it to lessons/course.toml"
 
 
+def test_every_lesson_page_is_titled_from_the_manifest() -> None:
+    for lesson in LESSONS:
+        first = (ROOT / "docs" / lesson.page).read_text(encoding="utf-8").splitlines()[0]
+        assert first == f"# Lesson {lesson.label} · {lesson.title}", f"docs/{lesson.page}"
+
+
 def test_the_nav_lists_the_lessons_of_the_manifest_in_order() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     lessons = next(item["Lessons"] for item in config["nav"] if "Lessons" in item)
@@ -132,29 +139,23 @@ def _files(*src_uris: str) -> SimpleNamespace:
     return SimpleNamespace(documentation_pages=lambda: pages)
 
 
-def _expand(markdown: str, src_uri: str = "lessons/01-softmax.md") -> tuple[str, set[int]]:
+def _expand(markdown: str, src_uri: str = "lessons/01-softmax.md") -> tuple[str, set[str]]:
     files = _files("lessons/01-softmax.md", "exercises.md")
     return hooks.expand_markers(markdown, _page(src_uri), files, ROOT, load_manifest(ROOT))
 
 
-def test_marker_becomes_one_box_per_exercise_with_hints_and_commands() -> None:
-    manifest = load_manifest(ROOT)
-    lesson = manifest[0].lesson
-    text, shown = _expand(f"# Lesson\n\n<!-- lsce:exercises {lesson} -->\n")
-    assert shown == {lesson}
-    assert "lsce:exercises" not in text
-    for exercise in (e for e in manifest if e.lesson == lesson):
-        assert f'id="{hooks.anchor(exercise)}"' in text
-        assert f"Exercise {exercise.id}" in text
-        assert f"lessons/exercises/{exercise.file}" in text
-        assert f"lsce check {exercise.id}" in text and f"lsce hint {exercise.id}" in text
-        for level in range(1, len(exercise.hints) + 1):
-            assert f'??? tip "Hint {level}"' in text
-
-
-def test_marker_for_a_lesson_without_exercises_fails_the_build() -> None:
-    with pytest.raises(hooks.PluginError, match="lesson 99 has no exercises"):
-        _expand("<!-- lsce:exercises 99 -->\n")
+@pytest.mark.parametrize("exercise", load_manifest(ROOT), ids=lambda e: e.id)
+def test_marker_becomes_the_exercise_box_with_hints_and_commands(exercise: object) -> None:
+    text, shown = _expand(f"# Lesson\n\n<!-- lsce:exercise {exercise.id} -->\n")
+    assert shown == {exercise.id}
+    assert "lsce:exercise" not in text
+    assert f'id="{hooks.anchor(exercise)}"' in text
+    assert f"Exercise {exercise.id}" in text
+    assert f"lessons/exercises/{exercise.file}" in text
+    assert f"lsce check {exercise.id}" in text and f"lsce hint {exercise.id}" in text
+    for level in range(1, len(exercise.hints) + 1):
+        assert f'??? tip "Hint {level}"' in text
+    assert '??? success "A solution"' in text
 
 
 def test_unknown_marker_fails_the_build() -> None:
@@ -164,17 +165,100 @@ def test_unknown_marker_fails_the_build() -> None:
 
 def test_exercises_shown_on_no_page_fail_the_build() -> None:
     manifest = load_manifest(ROOT)
-    lessons = {e.lesson for e in manifest}
-    hooks.check_all_shown(manifest, lessons)  # all shown: fine
-    missing = max(lessons)
-    with pytest.raises(hooks.PluginError, match=f"lesson\\(s\\) {missing}"):
-        hooks.check_all_shown(manifest, lessons - {missing})
+    ids = {e.id for e in manifest}
+    hooks.check_all_shown(manifest, ids)  # all shown: fine
+    with pytest.raises(hooks.PluginError, match="exercises 2.2 appear on no page"):
+        hooks.check_all_shown(manifest, ids - {"2.2"})
+
+
+def test_one_exercise_box_ends_with_a_learner_solution_and_the_library_version() -> None:
+    """The box shows the plain solution CI runs, then the library's code with its note."""
+    manifest = {e.id: e for e in load_manifest(ROOT)}
+    text, shown = _expand("Some math first.\n\n<!-- lsce:exercise 1.1 -->\n\nMore prose.\n")
+    assert shown == {"1.1"}
+    solution = text.index('??? success "A solution"')
+    library = text.index('??? note "The library\'s version"')
+    assert text.index('??? tip "Hint 1"') < solution < library
+    assert "def logsumexp(x: np.ndarray, axis: int = -1)" in text[solution:library]
+    assert 'title="lessons/solutions/ex01_softmax.py"' in text[solution:library]
+    assert '--8<-- "lsce_scratch/softmax.py:logsumexp"' in text[library:]
+    if manifest["1.1"].library_note:
+        assert hooks.escape_markdown(manifest["1.1"].library_note) in text[library:]
+
+
+def test_a_method_exercise_shows_only_that_method() -> None:
+    exercise = next(e for e in load_manifest(ROOT) if "." in e.function)
+    code = hooks.learner_solution(exercise, ROOT)
+    method = exercise.function.split(".")[-1]
+    assert code.lstrip().startswith(("def " + method, "@")) and f"def {method}(" in code
+    assert not code.startswith(" "), "the method is dedented"
+
+
+def test_an_unknown_exercise_id_fails_the_build() -> None:
+    with pytest.raises(hooks.PluginError, match="names no exercise"):
+        _expand("<!-- lsce:exercise 9.9 -->\n")
+
+
+@pytest.fixture
+def docs_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A build state whose lesson-08 run saved 08_table.json and 08_table.md (quick mode)."""
+    monkeypatch.setenv("LSCE_QUICK", "1")
+    for manifest in ("lessons/course.toml", "lessons/exercises/exercises.toml"):
+        (tmp_path / manifest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / manifest, tmp_path / manifest)
+    monkeypatch.setattr(hooks._build, "root", tmp_path)
+    monkeypatch.setattr(hooks._build, "lessons", LESSONS)
+    lesson = next(lesson for lesson in LESSONS if lesson.number == 8)
+    folder = gen_figures.cache_dir(tmp_path / lesson.script, tmp_path, True)
+    folder.mkdir(parents=True)
+    record = {"methods": {"CE": {"ece": 0.0312}}, "sizes": [10, 20]}
+    (folder / "08_table.json").write_text(json.dumps(record), encoding="utf-8")
+    (folder / "08_table.md").write_text("| a |\n|---|\n| 1 |\n", encoding="utf-8")
+    return folder
+
+
+def test_run_values_come_from_the_runs_json(docs_run: Path) -> None:
+    page = _page("lessons/08-calibration.md")
+    text = hooks.on_page_markdown(
+        "# T\n\nECE [[run:08_table.json:methods.CE.ece:.3f]], n = [[run:08_table.json:sizes.1]].\n"
+        "<!-- lsce:run-output 08_table.md -->\n",
+        page, SimpleNamespace(), _files(),
+    )  # fmt: skip
+    assert "ECE 0.031, n = 20." in text
+    assert "| a |\n|---|\n| 1 |" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("[[run:08_table.json:methods.LSCE.ece]]", "08_table.json has no methods.LSCE.ece"),
+        ("[[run:08_other.json:x]]", "lesson 08's run saved no 08_other.json"),
+        ("[[run:table.json:x]]", "does not start with a lesson number"),
+    ],
+)
+def test_a_missing_run_value_fails_the_build(docs_run: Path, value: str, error: str) -> None:
+    with pytest.raises(hooks.PluginError, match=error):
+        hooks.on_page_markdown(f"# T\n{value}\n", _page("index.md"), SimpleNamespace(), _files())
+
+
+def test_lesson_pages_link_their_notebook_and_a_quick_build_says_so(
+    docs_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = _page("lessons/08-calibration.md")
+    quick = hooks.on_page_markdown("# Lesson 08 · Calibration\nText.\n", page, None, _files())
+    assert "(../notebooks/08_calibration.ipynb){: download }" in quick
+    assert quick.index("Quick build") < quick.index("Text.")
+    monkeypatch.delenv("LSCE_QUICK")
+    full = hooks.on_page_markdown("# Lesson 08 · Calibration\nText.\n", page, None, _files())
+    assert "Quick build" not in full and "08_calibration.ipynb" in full
+    other = hooks.on_page_markdown("# Home\nText.\n", _page("index.md"), None, _files())
+    assert "notebook" not in other
 
 
 def test_markers_inside_code_fences_are_left_alone() -> None:
-    markdown = "````markdown\n```\n<!-- lsce:exercises 99 -->\n```\n````\n"
+    markdown = "````markdown\n```\n<!-- lsce:exercise 99.9 -->\n```\n````\n"
     text, shown = _expand(markdown)
-    assert shown == set() and "<!-- lsce:exercises 99 -->" in text
+    assert shown == set() and "<!-- lsce:exercise 99.9 -->" in text
 
 
 def test_exercise_list_links_every_exercise_to_its_box() -> None:
@@ -296,10 +380,44 @@ def test_strict_build_shows_every_exercise_and_figure(built_site: Path) -> None:
     for exercise in load_manifest(ROOT):
         assert f'id="{hooks.anchor(exercise)}"' in everything, f"no box for {exercise.id}"
     for lesson in LESSONS:
-        assert (built_site / Path(lesson.page).with_suffix("") / "index.html").is_file()
+        page = built_site / Path(lesson.page).with_suffix("") / "index.html"
+        assert "Quick build" in page.read_text(encoding="utf-8"), f"{page}: no quick banner"
+        notebook = built_site / "notebooks" / Path(lesson.script).with_suffix(".ipynb").name
+        assert notebook.is_file() and notebook.name in page.read_text(encoding="utf-8")
     for page in (ROOT / "docs" / "lessons").glob("*.md"):
         for figure in re.findall(r"\.\./figures/([\w.-]+\.png)", page.read_text("utf-8")):
             assert (built_site / "figures" / figure).is_file(), f"{page.name}: no {figure}"
+
+
+def without_collapsed_blocks(html: str) -> str:
+    """The page's text outside every <details> block (innermost first)."""
+    innermost = re.compile(r"<details\b[^>]*>(?:(?!<details\b).)*?</details>", re.S)
+    while True:
+        shorter = innermost.sub("", html)
+        if shorter == html:
+            return html_module.unescape(re.sub(r"<[^>]+>", "", html))
+        html = shorter
+
+
+def test_collapsed_blocks_are_left_out() -> None:
+    html = "<p>a</p><details><summary>s</summary><details>def f(</details>x</details><p>b</p>"
+    assert without_collapsed_blocks(html) == "ab"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)
+def test_no_answer_is_shown_outside_its_collapsed_solution(built_site: Path) -> None:
+    """A learner meets the exercise before its answer: no expanded code on a lesson page
+    defines a function that one of its exercises asks for."""
+    for lesson in LESSONS:
+        html = (built_site / Path(lesson.page).with_suffix("") / "index.html").read_text("utf-8")
+        text = without_collapsed_blocks(html)
+        for exercise in lesson.exercises:
+            name = exercise.function.split(".")[-1]
+            assert f"def {name}(" not in text, (
+                f"{lesson.page} shows `def {name}(` outside a collapsed block: move it into "
+                f"exercise {exercise.id}'s box"
+            )
 
 
 # --- the real browser ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from lsce_scratch import fast, losses
+from lsce_scratch import chunking, fast, losses
 from lsce_scratch.memory import numpy_peak_bytes
 from lsce_scratch.softmax import logsumexp
 from tests.oracle import (
@@ -113,7 +113,7 @@ def test_float32_true_class_gradient_when_p_is_almost_one(delta):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 3 rows (of 37 float64 classes) and threads even for tiny inputs."""
-    monkeypatch.setattr(fast, "CHUNK_BYTES", 3 * 37 * 8)
+    monkeypatch.setattr(chunking, "CHUNK_BYTES", 3 * 37 * 8)
     monkeypatch.setattr(fast, "PARALLEL_MIN", 0)
 
 
@@ -162,7 +162,7 @@ def test_a_bad_dloss_does_not_use_up_the_cache():
     _, cache = fast.lsce_forward(logits, target, 0.1, reduction="none")
     with pytest.raises(ValueError, match=r"^dloss must be shape \(4,\)"):
         fast.lsce_backward(1.0, cache)
-    assert "grad" in cache
+    assert cache.grad is not None
     want = torch_lsce(logits, target, 0.1, reduction="none")
     assert_close(fast.lsce_backward(want.dloss, cache), want.grad)
 
@@ -256,7 +256,47 @@ def test_memory_loss_only_and_class_chunked_paths_are_small():
     rng = rng_for("memory loss")
     logits = rng.standard_normal((256, 20_000)).astype(np.float32)
     target = rng.integers(0, 20_000, size=256)
-    budget = 2 * (fast.THREADS + 1) * fast.CHUNK_BYTES + 64 * 256
+    budget = 2 * (fast.THREADS + 1) * chunking.CHUNK_BYTES + 64 * 256
     assert budget < 0.5 * logits.nbytes
     assert numpy_peak_bytes(lambda: fast.label_smoothing_cross_entropy(logits, target)) <= budget
     assert numpy_peak_bytes(lambda: fast.lsce_loss_chunked(logits, target, chunk=2048)) <= budget
+
+
+# The two NumPy versions keep different caches: the taught lsce_forward a dict (the one
+# exercises 5.x build too), the fast one a FastCache. Each backward names where the other
+# one's cache belongs.
+
+TAUGHT_CACHE = (
+    r"this cache comes from lsce_scratch\.losses\.lsce_forward \(the taught version, a dict\); "
+    r"pass it to lsce_scratch\.losses\.lsce_backward, or use lsce_scratch\.lsce_forward with "
+    r"lsce_scratch\.lsce_backward"
+)
+FAST_CACHE = (
+    r"this cache comes from lsce_scratch\.lsce_forward \(the fast version, lsce_scratch\.fast\); "
+    r"pass it to lsce_scratch\.lsce_backward, or use lsce_scratch\.losses\.lsce_forward with "
+    r"lsce_scratch\.losses\.lsce_backward"
+)
+
+
+def test_a_backward_given_the_other_versions_cache_says_where_it_belongs():
+    import lsce_scratch
+
+    logits, target = make_case(rng_for("caches"), (4,), 5, "index")
+    _, taught = losses.lsce_forward(logits, target)
+    _, fast_cache = lsce_scratch.lsce_forward(logits, target)
+    assert isinstance(taught, dict) and {"prep", "p", "r"} <= taught.keys()
+    assert isinstance(fast_cache, fast.FastCache)
+    with pytest.raises(TypeError, match=TAUGHT_CACHE):
+        lsce_scratch.lsce_backward(1.0, taught)
+    with pytest.raises(TypeError, match=FAST_CACHE):
+        losses.lsce_backward(1.0, fast_cache)
+    # neither cache was used up: each still works with its own backward
+    assert_close(lsce_scratch.lsce_backward(1.0, fast_cache), losses.lsce_backward(1.0, taught))
+
+
+@pytest.mark.parametrize("backward", [fast.lsce_backward, losses.lsce_backward])
+def test_a_backward_given_no_cache_names_what_it_takes(backward):
+    with pytest.raises(
+        TypeError, match=r"^cache must be the (FastCache|dict) that .*; got NoneType"
+    ):
+        backward(1.0, None)

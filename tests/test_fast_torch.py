@@ -2,7 +2,7 @@
 gradient and its danger, and (on a CUDA GPU with triton) the Triton kernels.
 
 The oracle is F.cross_entropy(label_smoothing=ε), as in tests/test_nn.py, which covers
-the default LSCEFunction over the whole grid.
+the default path (FastLSCEFunction) and the plain LSCEFunction over the whole grid.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import nn as lnn
-from lsce_scratch.nn import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
+from lsce_scratch import chunking
+from lsce_scratch.nn import LabelSmoothingCrossEntropy, backends, label_smoothing_cross_entropy
 from tests.oracle import DEVICES, torch_logits
 
 
@@ -24,7 +24,7 @@ def cpu_kernel(request, monkeypatch):
     params = getattr(request.node, "callspec", None)
     if params and params.params.get("device") == "cuda" and request.param == "torch":
         pytest.skip("the CPU kernel choice does not apply on CUDA")
-    monkeypatch.setattr(lnn, "NUMPY_ON_CPU", request.param == "numpy")
+    monkeypatch.setattr(backends, "NUMPY_ON_CPU", request.param == "numpy")
     return request.param
 
 
@@ -168,9 +168,9 @@ def test_module_passes_the_options_on():
 @pytest.mark.parametrize("grad_in_forward", [False, True])
 @pytest.mark.parametrize("kind", ["index", "ignored", "soft"])
 def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, grad_in_forward, kind):
-    """Chunks of 3 rows (N = 10) and of 7 classes (K = 37, ties across chunks)."""
-    monkeypatch.setattr(lnn, "CHUNK_BYTES", 3 * 37 * 4)
-    monkeypatch.setattr(lnn, "CLASS_CHUNK", 7)
+    """Chunks of 3 rows (N = 10, float64) and of 7 classes (K = 37, ties across chunks)."""
+    monkeypatch.setattr(chunking, "CHUNK_BYTES", 3 * 37 * 8)
+    monkeypatch.setattr(chunking, "CLASS_CHUNK", 7)
     z = torch_logits((10, 37), 13)
     z[0, [3, 17, 30]] = z[0].max() + 1.0  # the max three times, in three class chunks
     target = target_for(kind, (10,), 37, 14)
@@ -187,7 +187,7 @@ def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, gra
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_chunks_go_through_float32_scratch(monkeypatch, dtype):
-    monkeypatch.setattr(lnn, "CHUNK_BYTES", 4 * 50 * 4)
+    monkeypatch.setattr(chunking, "CHUNK_BYTES", 4 * 50 * 4)
     z = torch_logits((10, 50), 15, dtype=dtype)
     target = target_for("ignored", (10,), 50, 16)
     for grad_in_forward in (False, True):
@@ -204,9 +204,9 @@ def test_half_precision_chunks_go_through_float32_scratch(monkeypatch, dtype):
 
 @pytest.fixture(params=["triton", "torch"])
 def cuda_path(request, monkeypatch):
-    if request.param == "triton" and lnn._triton() is None:
+    if request.param == "triton" and backends.triton_kernels() is None:
         pytest.skip("triton is not installed")
-    monkeypatch.setattr(lnn, "USE_TRITON", request.param == "triton")
+    monkeypatch.setattr(backends, "USE_TRITON", request.param == "triton")
     return request.param
 
 

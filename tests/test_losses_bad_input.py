@@ -1,5 +1,6 @@
-"""Every bad input of DESIGN.md §4 raises ValueError or TypeError, naming the argument and
-saying what is allowed, before anything is computed."""
+"""Every bad input raises ValueError or TypeError, naming the argument and saying what is
+allowed, before anything is computed: the argument checks of the API reference
+(docs/reference/) and the refusals of docs/conventions.md, "Where we differ from PyTorch"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The PyTorch bridge: LSCEFunction, the functional, the module and the composite module.
+"""The PyTorch bridge: the functional, the module, the composite module, and the two
+Functions behind them: lesson 06's plain LSCEFunction (``fast=False``) and the default
+FastLSCEFunction.
 
 The oracle is ``F.cross_entropy(movedim(logits, -1, 1), ..., label_smoothing=ε)``. Every
 test runs on the CPU and, when a GPU is present, on CUDA.
@@ -14,14 +16,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lsce_scratch import lsce_backward, lsce_forward
+from lsce_scratch import fast, lsce_backward, lsce_forward
 from lsce_scratch.memory import extra_saved_bytes
 from lsce_scratch.nn import (
     CompositeLabelSmoothingCrossEntropy,
     LabelSmoothingCrossEntropy,
+    LSCEFunction,
     label_smoothing_cross_entropy,
+    torch_chunks,
 )
 from tests.oracle import DEVICES, torch_logits
+
+# lesson 06's plain LSCEFunction, and the default fast one
+FUNCTIONS = [pytest.param(False, id="plain"), pytest.param(True, id="fast")]
 
 
 def _builtin(z, target, epsilon, reduction, weight, ignore_index=-100):
@@ -93,10 +100,11 @@ def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
         )
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-@pytest.mark.parametrize("variant", ["plain", "weight", "ignore_index", "soft"])
-def test_gradcheck(device, reduction, variant):
+@pytest.mark.parametrize("variant", ["unweighted", "weight", "ignore_index", "soft"])
+def test_gradcheck(device, reduction, variant, fast):
     z = torch_logits((5, 4), 7, device).requires_grad_(True)
     target = torch.tensor([1, 0, 3, 2, 2], device=device)
     weight = None
@@ -110,33 +118,36 @@ def test_gradcheck(device, reduction, variant):
 
     def loss(x: torch.Tensor) -> torch.Tensor:
         return label_smoothing_cross_entropy(
-            x, target, 0.1, reduction=reduction, weight=weight, ignore_index=ignore
+            x, target, 0.1, reduction=reduction, weight=weight, ignore_index=ignore, fast=fast
         )
 
     assert torch.autograd.gradcheck(loss, (z,))
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-def test_composite_module_agrees(device, reduction):
+def test_composite_module_agrees(device, reduction, fast):
     z = torch_logits((4, 3, 9), 11, device)
     target = torch.randint(0, 9, (4, 3), generator=torch.Generator().manual_seed(1)).to(device)
     composite = CompositeLabelSmoothingCrossEntropy(0.2, reduction)
-    ours = LabelSmoothingCrossEntropy(0.2, reduction)
+    ours = LabelSmoothingCrossEntropy(0.2, reduction, fast=fast)
     theirs, their_grad, upstream = _loss_and_grad(composite, z, target)
     mine, my_grad, _ = _loss_and_grad(ours, z, target, upstream=upstream)
     torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(my_grad, their_grad, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
-def test_agrees_with_the_numpy_core(device):
+def test_agrees_with_the_numpy_core(device, fast):
     z = torch_logits((6, 7), 13, device)
     target = torch.tensor([0, 6, -100, 3, 3, 1], device=device)
     weight = torch.linspace(0.5, 2.0, 7, dtype=torch.float64, device=device)
     loss, grad, upstream = _loss_and_grad(
-        label_smoothing_cross_entropy, z, target, 0.15, reduction="none", weight=weight
-    )
+        label_smoothing_cross_entropy, z, target, 0.15, reduction="none", weight=weight,
+        fast=fast,
+    )  # fmt: skip
     np_loss, cache = lsce_forward(
         z.cpu().numpy(), target.cpu().numpy(), 0.15, reduction="none", weight=weight.cpu().numpy()
     )
@@ -146,10 +157,11 @@ def test_agrees_with_the_numpy_core(device):
     )
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
-def test_half_precision_with_confidenttorch_logits(device, dtype, tolerance, epsilon):
+def test_half_precision_with_confident_logits(device, dtype, tolerance, epsilon, fast):
     """Computed in float32 inside, rounded to the input dtype once.
 
     The reference is float64 on the same (already rounded) logits, so the only error left
@@ -171,7 +183,7 @@ def test_half_precision_with_confidenttorch_logits(device, dtype, tolerance, eps
     p_true = torch.softmax(z.double(), -1)[rows, target]
     assert p_true.min() >= 0.998
     loss, grad, _ = _loss_and_grad(
-        label_smoothing_cross_entropy, z, target, epsilon, reduction="sum"
+        label_smoothing_cross_entropy, z, target, epsilon, reduction="sum", fast=fast
     )
     ref_loss, ref_grad, _ = _loss_and_grad(_builtin, z.double(), target, epsilon, "sum", None)
     assert grad.dtype == dtype and loss.dtype == dtype
@@ -186,9 +198,10 @@ def test_half_precision_with_confidenttorch_logits(device, dtype, tolerance, eps
         assert naive_error.max() > 10 * tolerance
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("delta", [1e-5, 1e-6, 1e-7])
-def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
+def test_float32_true_class_gradient_when_p_is_almost_one(device, delta, fast):
     """Lesson 05's cancellation: p_y = 1 − δ in float32 leaves p_y − 1 with few digits."""
     n, k = 4, 10
     target = torch.tensor([0, 3, 9, 5])
@@ -202,6 +215,7 @@ def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
         0.0,
         reduction="sum",
         upstream=torch.tensor(1.0, device=device),
+        fast=fast,
     )[1]
     ref = _loss_and_grad(_builtin, z, target, 0.0, "sum", None, upstream=torch.tensor(1.0))[1]
     rows = torch.arange(n)
@@ -209,21 +223,23 @@ def test_float32_true_class_gradient_when_p_is_almost_one(device, delta):
     assert ((true_ours - true_ref).abs() / true_ref.abs()).max() < 1e-3
 
 
-def test_saves_only_the_logits_and_a_few_numbers_per_row():
+@pytest.mark.parametrize("fast", FUNCTIONS)
+def test_saves_only_the_logits_and_a_few_numbers_per_row(fast):
     n, k = 512, 1000
     z = torch_logits((n, k), 3, "cpu", torch.float32).requires_grad_(True)
     target = torch.randint(0, k, (n,))
     budget = 64 * n  # O(N): a few numbers per row, never an (N, K) tensor
-    ours = extra_saved_bytes(LabelSmoothingCrossEntropy(0.1), z, target)
+    ours = extra_saved_bytes(LabelSmoothingCrossEntropy(0.1, fast=fast), z, target)
     assert ours <= budget, f"saved {ours} bytes beyond the logits for backward; budget {budget}"
     # the same measurement catches autograd over log_softmax, which saves an (N, K) tensor
     composite = extra_saved_bytes(CompositeLabelSmoothingCrossEntropy(0.1), z, target)
     assert composite >= z.numel() * z.element_size()
 
 
-def test_double_backward_raises_a_clear_error():
+@pytest.mark.parametrize("fast", FUNCTIONS)
+def test_double_backward_raises_a_clear_error(fast):
     z = torch_logits((3, 4), 2, "cpu").requires_grad_(True)
-    loss = label_smoothing_cross_entropy(z, torch.tensor([0, 1, 2]))
+    loss = label_smoothing_cross_entropy(z, torch.tensor([0, 1, 2]), fast=fast)
     with pytest.raises(RuntimeError, match="does not support double backward"):
         torch.autograd.grad(loss, z, create_graph=True)
 
@@ -240,7 +256,8 @@ def test_double_backward_raises_a_clear_error():
         ({"weight": [1.0, -2.0, 1.0, 1.0]}, [0, 1], ValueError, "weight must be >= 0"),
     ],
 )
-def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error, match):
+@pytest.mark.parametrize("fast", FUNCTIONS)
+def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error, match, fast):
     z = np.random.default_rng(0).normal(size=(2, 4))
     numpy_kwargs = dict(kwargs)
     torch_kwargs = {
@@ -251,16 +268,17 @@ def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error
         lsce_forward(z, np.array(target), **numpy_kwargs)
     with pytest.raises(error, match=match) as torch_error:
         label_smoothing_cross_entropy(
-            torch.tensor(z), torch.tensor(np.array(target)), **torch_kwargs
+            torch.tensor(z), torch.tensor(np.array(target)), **torch_kwargs, fast=fast
         )
     assert str(numpy_error.value) == str(torch_error.value)
 
 
-def test_non_finite_and_integer_logits_are_refused():
+@pytest.mark.parametrize("fast", FUNCTIONS)
+def test_non_finite_and_integer_logits_are_refused(fast):
     with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 2\)"):
         z = torch.zeros(2, 3)
         z[1, 2] = float("nan")
-        label_smoothing_cross_entropy(z, torch.tensor([0, 1]))
+        label_smoothing_cross_entropy(z, torch.tensor([0, 1]), fast=fast)
     with pytest.raises(TypeError, match=r"logits must be floating point.*logits.float\(\)"):
         label_smoothing_cross_entropy(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]))
 
@@ -305,7 +323,7 @@ def _soft_case(device, seed):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-@pytest.mark.parametrize("mode", ["default", "grad_in_forward", "inplace"])
+@pytest.mark.parametrize("mode", ["plain", "default", "grad_in_forward", "inplace"])
 def test_probability_targets_that_require_grad_get_their_gradient(device, reduction, mode):
     z, t, weight = _soft_case(device, 31)
     for w in (None, weight):
@@ -314,7 +332,11 @@ def test_probability_targets_that_require_grad_get_their_gradient(device, reduct
         want = _builtin(x, target, 0.2, reduction, w)
         upstream = torch.rand_like(want) + 0.5
         theirs = torch.autograd.grad(want, (x, target), upstream)
-        options = {"grad_in_forward": mode != "default", "inplace": mode == "inplace"}
+        options = {
+            "grad_in_forward": mode in ("grad_in_forward", "inplace"),
+            "inplace": mode == "inplace",
+            "fast": mode != "plain",
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no warning about float() of a graph node
             x = z.clone().requires_grad_(True)
@@ -340,16 +362,17 @@ def test_only_the_target_requires_grad(device):
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gradcheck_with_respect_to_logits_and_probability_targets(reduction, weighted):
+def test_gradcheck_with_respect_to_logits_and_probability_targets(reduction, weighted, fast):
     z, t, weight = _soft_case("cpu", 33)
     z.requires_grad_(True)
     t = (t + 0.05).requires_grad_(True)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return label_smoothing_cross_entropy(
-            x, target, 0.15, reduction=reduction, weight=weight if weighted else None
+            x, target, 0.15, reduction=reduction, weight=weight if weighted else None, fast=fast
         )
 
     assert torch.autograd.gradcheck(loss, (z, t))
@@ -374,3 +397,41 @@ def test_logits_near_the_float32_limit_give_pytorchs_numbers(device, grad_in_for
         )
         torch.testing.assert_close(ours, theirs, equal_nan=False)
         torch.testing.assert_close(our_grad, their_grad)
+
+
+# Lesson 06's LSCEFunction is plain torch: the code the lesson runs and the page shows.
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_plain_function_runs_none_of_the_fast_kernels(monkeypatch, dtype):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fast kernel ran")
+
+    for module, name in [
+        (fast, "lsce_rows"),
+        (fast, "gradient_rows"),
+        (torch_chunks, "statistics"),
+        (torch_chunks, "gradient"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+    z = torch_logits((5, 7), 41, dtype=dtype).requires_grad_(True)
+    target = torch.tensor([0, 6, -100, 3, 1])
+    weight = torch.linspace(0.5, 2.0, 7, dtype=torch.float64)
+    loss = LSCEFunction.apply(z, target, 0.1, weight, -100, "mean", "index")
+    loss.backward()
+    x = z.detach().double().requires_grad_(True)
+    F.cross_entropy(x, target, weight, label_smoothing=0.1).backward()
+    tolerance = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(z.grad.double(), x.grad, rtol=tolerance, atol=tolerance * 1e-2)
+    with pytest.raises(AssertionError, match="a fast kernel ran"):
+        label_smoothing_cross_entropy(z, target, 0.1)
+
+
+def test_the_fast_options_are_refused_with_the_plain_function():
+    z = torch_logits((3, 4), 43).requires_grad_(True)
+    for option in ("grad_in_forward", "inplace"):
+        with pytest.raises(ValueError, match="options of the fast kernels"):
+            label_smoothing_cross_entropy(
+                z * 1.0, torch.tensor([0, 1, 2]), fast=False, **{option: True}
+            )
+    assert "fast=False" in repr(LabelSmoothingCrossEntropy(0.1, fast=False))

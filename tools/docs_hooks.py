@@ -1,21 +1,32 @@
-"""MkDocs hooks: exercise boxes and the exercise list, generated from the manifest.
+"""MkDocs hooks: exercise boxes, the exercise list, numbers from the lessons' runs, the
+quick-build banner and the notebook link.
 
-A line ``<!-- lsce:exercises 4 -->`` on a page becomes one box per exercise of lesson 4
-(id, title, the learner's file and function, the ``lsce`` commands, collapsible hints and
-the reference solution). A line ``<!-- lsce:exercise-list -->`` becomes a table of every
-exercise. Both come from ``lessons/exercises/exercises.toml`` through
-:func:`lsce_course.exercises.load_manifest`, so no page types an exercise by hand.
-(On the API pages, the Sphinx roles of the docstrings, ``:func:``, are dropped.)
+- A line ``<!-- lsce:exercise 4.2 -->`` becomes that exercise's box: id, title, the
+  learner's file and function, the ``lsce`` commands, collapsible hints, then a collapsed
+  learner-level solution (the function in ``lessons/solutions/``) and a collapsed library
+  version with the manifest's ``library_note``. ``<!-- lsce:exercise-list -->`` becomes a
+  table of all exercises.
+  All come from ``lessons/exercises/exercises.toml``, so no page types an exercise by hand.
+- ``[[run:08_table.json:methods.CE.ece:.3f]]`` in a lesson page's prose becomes that value
+  of the JSON the lesson's run saved beside its figures (a dotted key path, list indexes as
+  numbers, an optional format spec), and ``<!-- lsce:run-output 08_table.md -->`` the
+  Markdown fragment it saved: prose numbers come from the run that made the figures.
+- Every lesson page links its notebook (tools/notebooks.py), and a quick build
+  (LSCE_QUICK=1) puts a banner on each lesson page saying its figures come from quick runs.
+- On the API pages, the Sphinx roles of the docstrings (``:func:``) are dropped.
 
-The build fails (``PluginError``) on a marker for a lesson without exercises, on an
-unknown ``lsce:`` marker, and when some lesson's exercises are shown on no page: the docs
-cannot silently miss an exercise.
+The build fails (``PluginError``) on a marker for an unknown lesson or exercise, on an
+unknown ``lsce:`` marker, on a run value whose file or key is missing, and when some
+exercise is shown on no page: the docs cannot silently miss an exercise or a number.
 """
 
 from __future__ import annotations
 
+import ast
 import posixpath
 import re
+import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +36,12 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
+from lsce_course.course import Lesson, load_lessons
 from lsce_course.exercises import Exercise, load_manifest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_figures import MissingRunOutput, quick, run_output, with_run_values  # noqa: E402
+from notebooks import notebook_name  # noqa: E402
 
 MARKER = re.compile(r"^<!--\s*lsce:(?P<kind>[\w-]+)(?:\s+(?P<arg>[^\s>]+))?\s*-->\s*$")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
@@ -38,7 +54,8 @@ class _Build:
 
     root: Path = Path()
     manifest: list[Exercise] = field(default_factory=list)
-    shown: set[int] = field(default_factory=set)
+    lessons: list[Lesson] = field(default_factory=list)
+    shown: set[str] = field(default_factory=set)  # exercise ids
     dirty: bool = False
 
 
@@ -55,6 +72,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     # the repository: docs_dir's parent (a config elsewhere may point docs_dir here)
     _build.root = Path(config.docs_dir).resolve().parent
     _build.manifest = load_manifest(_build.root)
+    _build.lessons = load_lessons(_build.root)
     _build.shown = set()
     return config
 
@@ -94,6 +112,28 @@ def reference_section(exercise: Exercise, root: Path) -> tuple[str, str] | None:
     return None
 
 
+def learner_solution(exercise: Exercise, root: Path) -> str:
+    """The source of the exercise's function (or method) in ``lessons/solutions/``: the
+    plain version a learner would write, which CI runs against the exercise's tests."""
+    path = root / "lessons" / "solutions" / exercise.file
+    source = path.read_text(encoding="utf-8")
+    nodes: list[ast.stmt] = ast.parse(source).body
+    node: ast.stmt | None = None
+    for name in exercise.function.split("."):
+        node = next(
+            (n for n in nodes if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == name),
+            None,
+        )
+        if node is None:
+            raise PluginError(f"{path.relative_to(root)} defines no {exercise.function}")
+        nodes = node.body if isinstance(node, ast.ClassDef) else []
+    assert node is not None
+    segment = ast.get_source_segment(source, node, padded=True) or ""
+    first = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
+    decorators = source.splitlines()[first - 1 : node.lineno - 1]
+    return textwrap.dedent("\n".join([*decorators, segment]))
+
+
 def exercise_box(exercise: Exercise, root: Path, link: Callable[[str], str]) -> str:
     """The Markdown of one exercise box; ``link(id)`` is the URL of another exercise's box."""
     title = escape_markdown(exercise.title).replace('"', "&quot;")
@@ -120,13 +160,22 @@ def exercise_box(exercise: Exercise, root: Path, link: Callable[[str], str]) -> 
         # a multi-line hint stays inside its block: indent every line
         body = escape_markdown(hint).replace("\n", "\n        ")
         lines += ["", f'    ??? tip "Hint {level}"', "", f"        {body}"]
+    solution = learner_solution(exercise, root)
+    lines += [
+        "",
+        '    ??? success "A solution"',
+        "",
+        f'        ```python title="lessons/solutions/{exercise.file}"',
+        textwrap.indent(solution, " " * 8),
+        "        ```",
+    ]
     section = reference_section(exercise, root)
     if section is not None:
         path, name = section
+        lines += ["", '    ??? note "The library\'s version"', ""]
+        if exercise.library_note:
+            lines += [f"        {escape_markdown(exercise.library_note)}", ""]
         lines += [
-            "",
-            '    ??? success "Solution: the library\'s version"',
-            "",
             f'        ```python title="{path}"',
             f'        --8<-- "{path}:{name}"',
             "        ```",
@@ -170,10 +219,10 @@ def exercise_table(manifest: list[Exercise], page: Page, files: Files) -> str:
 
 def expand_markers(
     markdown: str, page: Page, files: Files, root: Path, manifest: list[Exercise]
-) -> tuple[str, set[int]]:
-    """Replace the ``lsce:`` marker lines (outside code fences); return the lessons shown."""
+) -> tuple[str, set[str]]:
+    """Replace the ``lsce:`` marker lines (outside code fences); return the exercises shown."""
     out: list[str] = []
-    shown: set[int] = set()
+    shown: set[str] = set()
     fence: str | None = None
     by_id = {e.id: e for e in manifest}
 
@@ -198,30 +247,61 @@ def expand_markers(
             continue
         kind, arg = match.group("kind"), match.group("arg")
         where = page.file.src_uri
-        if kind == "exercises":
-            if arg is None or not arg.isdigit():
-                raise PluginError(f"{where}: write the marker as <!-- lsce:exercises N -->")
-            lesson = int(arg)
-            boxes = [exercise_box(e, root, link) for e in manifest if e.lesson == lesson]
-            if not boxes:
-                raise PluginError(
-                    f"{where}: <!-- lsce:exercises {lesson} --> but lesson {lesson} has no "
-                    "exercises in lessons/exercises/exercises.toml; fix the number or drop the line"
-                )
-            shown.add(lesson)
-            out.append("\n".join(boxes))
+        if kind == "exercise":
+            if arg not in by_id:
+                raise PluginError(f"{where}: <!-- lsce:exercise {arg} --> names no exercise")
+            shown.add(arg)
+            out.append(exercise_box(by_id[arg], root, link))
         elif kind == "exercise-list":
             out.append(exercise_table(manifest, page, files))
+        elif kind == "run-output":
+            try:
+                out.append(run_output(arg or "", root).read_text(encoding="utf-8"))
+            except MissingRunOutput as missing:
+                raise PluginError(f"{where}: {missing}") from None
         else:
             raise PluginError(
-                f"{where}: unknown marker lsce:{kind}; use lsce:exercises N or lsce:exercise-list"
+                f"{where}: unknown marker lsce:{kind}; use lsce:exercise ID, "
+                "lsce:exercise-list or lsce:run-output FILE"
             )
     return "\n".join(out) + "\n", shown
+
+
+def lesson_of(page: Page) -> Lesson | None:
+    return next((l for l in _build.lessons if l.page == page.file.src_uri), None)
+
+
+QUICK_BANNER = """
+!!! warning "Quick build"
+
+    This copy of the site was built with `LSCE_QUICK=1`: its figures and the numbers taken
+    from runs come from the lessons' quick runs (less data, fewer steps), so they can differ
+    from what the text describes. `make docs` builds the site from full runs.
+"""
+
+
+def lesson_header(lesson: Lesson, page: Page) -> str:
+    """What follows a lesson page's title: the notebook link, and the quick-build banner."""
+    here = posixpath.dirname(page.file.src_uri)
+    notebook = posixpath.relpath(f"notebooks/{notebook_name(lesson)}", here)
+    text = (
+        f"\n*This lesson as a Jupyter notebook: [{notebook_name(lesson)}]({notebook})"
+        "{: download }, this page's text between the script's code cells.*\n"
+    )
+    return text + (QUICK_BANNER if quick() else "")
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     text, shown = expand_markers(markdown, page, files, _build.root, _build.manifest)
     _build.shown |= shown
+    try:
+        text = with_run_values(text, _build.root)
+    except MissingRunOutput as missing:
+        raise PluginError(f"{page.file.src_uri}: {missing}") from None
+    lesson = lesson_of(page)
+    if lesson is not None:
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n{lesson_header(lesson, page)}{rest}"
     return text
 
 
@@ -234,14 +314,13 @@ def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -
     return SPHINX_ROLE.sub("", html)
 
 
-def check_all_shown(manifest: list[Exercise], shown: set[int]) -> None:
-    """Fail when some lesson has exercises but no page showed their boxes."""
-    missing = sorted({e.lesson for e in manifest} - shown)
+def check_all_shown(manifest: list[Exercise], shown: set[str]) -> None:
+    """Fail when some exercise's box is on no page."""
+    missing = [e.id for e in manifest if e.id not in shown]
     if missing:
-        ids = [e.id for e in manifest if e.lesson in missing]
         raise PluginError(
-            f"exercises {', '.join(ids)} appear on no page: add <!-- lsce:exercises N --> "
-            f"to the page of lesson(s) {', '.join(map(str, missing))}"
+            f"exercises {', '.join(missing)} appear on no page: put <!-- lsce:exercise ID --> "
+            "on the lesson's page where the exercise belongs"
         )
 
 

@@ -17,8 +17,10 @@ Run alone (``python tools/gen_figures.py``) it only fills the cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +85,42 @@ def stamp(script: Path, root: Path, quick_flag: bool) -> str:
 
 def cache_dir(script: Path, root: Path, quick_flag: bool) -> Path:
     return root / CACHE / ("quick" if quick_flag else "full") / script.stem
+
+
+# [[run:08_table.json:methods.CE.ece:.3f]]: a value a lesson's run saved (see run_value)
+RUN_VALUE = re.compile(r"\[\[run:(?P<file>[\w.-]+):(?P<key>[\w.-]+)(?::(?P<spec>[^\]]*))?\]\]")
+
+
+class MissingRunOutput(LookupError):
+    """A page asks for a file or a value that the lesson's run did not save."""
+
+
+def run_output(name: str, root: Path = ROOT) -> Path:
+    """A file a lesson's docs run saved beside its figures ('08_table.json' → lesson 8)."""
+    lesson = next((l for l in load_lessons(root) if name.startswith(f"{l.label}_")), None)
+    if lesson is None:
+        raise MissingRunOutput(f"{name!r} does not start with a lesson number (NN_)")
+    path = cache_dir(root / lesson.script, root, quick()) / name
+    if not path.is_file():
+        raise MissingRunOutput(f"lesson {lesson.label}'s run saved no {name}")
+    return path
+
+
+def run_value(match: re.Match[str], root: Path = ROOT) -> str:
+    """The text of one ``[[run:FILE:key.path:spec]]``: list indexes are numbers, and the
+    spec is a Python format spec."""
+    value: object = json.loads(run_output(match["file"], root).read_text(encoding="utf-8"))
+    for key in match["key"].split("."):
+        try:
+            value = value[int(key)] if isinstance(value, list) else value[key]  # type: ignore[index]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise MissingRunOutput(f"{match['file']} has no {match['key']}") from None
+    return format(value, match["spec"] or "")
+
+
+def with_run_values(text: str, root: Path = ROOT) -> str:
+    """``text`` with every ``[[run:…]]`` replaced by its value."""
+    return RUN_VALUE.sub(lambda match: run_value(match, root), text)
 
 
 def _remove_abandoned(parent: Path, stem: str) -> None:

@@ -22,12 +22,12 @@ class LSCEFunction(reference.LSCEFunction):
         targets that require grad a gradient; that is not part of this exercise).
 
         What the forward saved for you:
-            logits, target, weight, z_max, log1p_rest, rest, argmax, denominator = ctx.saved_tensors
+            logits, target, weight, z_max, rest, argmax, denominator = ctx.saved_tensors
             epsilon, ignore_index, reduction, kind = ctx.options
         logits (N, K); target (N,) int64 indices (kind == "index") or (N, K) probabilities
-        (kind == "soft"); weight (K,) or None; z_max (N,) the row maxima; log1p_rest (N,) with
-        lse = z_max + log1p_rest; rest (N,) = Σ_{k≠m} exp(z_k − z_max) and argmax (N,) = m,
-        the class of the maximum (you need neither); denominator the 'mean' divisor, Σ_i w_{y_i}
+        (kind == "soft"); weight (K,) or None; z_max (N,) the row maxima and rest (N,) =
+        Σ_{k≠m} exp(z_k − z_max), so that lse = z_max + log(1 + rest); argmax (N,) = m, the
+        class of the maximum (you need not use it); denominator the 'mean' divisor, Σ_i w_{y_i}
         over the counted rows for index targets and N for probability targets (None for
         'sum' and 'none'). Rows whose index target equals ignore_index (read it from
         ctx.options: it need not be -100) get a zero gradient. grad_output is a scalar for

@@ -170,7 +170,7 @@ def crop_matrices(
 # --8<-- [end:crop]
 
 
-# --8<-- [start:render]
+# --8<-- [start:reflect]
 def reflect(t: torch.Tensor) -> torch.Tensor:
     """Fold coordinates into [−1, 1] by mirroring at the edges (fastai's reflection padding)."""
     # period 4: t → t for t in [−1, 1], t → 2 − t for t in [1, 3]
@@ -178,6 +178,10 @@ def reflect(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t > 2, 3 - t, t - 1)
 
 
+# --8<-- [end:reflect]
+
+
+# --8<-- [start:render]
 def render(
     canvases: torch.Tensor,
     sizes: torch.Tensor,

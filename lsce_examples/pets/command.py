@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", type=Path, help="a Pets folder (images/ inside, or the images)")
     source.add_argument(
-        "--download", action="store_true", help="download the Pets archives (~775 MB) into --root"
+        "--download", action="store_true", help="download the Pets archives (~811 MB) into --root"
     )
     source.add_argument(
         "--synthetic", action="store_true", help="generate a pets-like set (no real data)"
@@ -428,7 +428,7 @@ def prepare_images(plan: Plan, runtime: Runtime) -> None:
 SYNTHETIC_WARNING = (
     "[bold]SYNTHETIC DATA[/bold]: these are generated striped ellipses named like the Oxford-IIIT "
     "Pet files, not photographs of pets. The numbers test the pipeline; they say nothing about "
-    "real pets. For the real experiment: lsce pets --download (internet, ~775 MB) on a GPU."
+    "real pets. For the real experiment: lsce pets --download (internet, ~811 MB) on a GPU."
 )
 
 

@@ -1,4 +1,5 @@
-"""Triton kernels for LSCE on a CUDA GPU (lesson 09). Needs triton; nn.py imports it lazily.
+"""Triton kernels for LSCE on a CUDA GPU (lesson 09). Needs triton, imported lazily by
+:mod:`lsce_scratch.nn.backends`.
 
 Both kernels run one program per (row, block of classes), so every block of every row is
 in flight at once and the GPU's memory system stays busy:
@@ -6,10 +7,12 @@ in flight at once and the GPU's memory system stays busy:
 - :func:`statistics` reads the logits once. Each program writes the online-softmax state
   of its block: the block's max and its index, rest = Σ exp(z_k − max) over the block
   without the max term, Σ_k a_k (max − z_k) for the class weights a (or 1); torch merges
-  the few blocks of a row (O(N·blocks) work) into z_max, m, rest and the smoothing term;
+  the few blocks of a row (O(N·blocks) work) into the row's
+  :class:`lsce_scratch.row_stats.SoftmaxState`;
 - :func:`gradient` reads the logits once more and writes the gradient once:
-  g_k = c·exp(z_k − z_max) − (ε/K)·s·w_k − [k = y]·(1 − ε)·w_y·s, and g_m = m_val.
-  The per-row numbers c, s, m_val come from the statistics (O(N) work in torch).
+  g_k = c·exp(z_k − z_max) − (ε/K)·s·w_k − [k = y]·(1 − ε)·w_y·s, and g_m = at_max.
+  The per-row numbers (:class:`lsce_scratch.nn.torch_chunks.IndexTerms`) come from the
+  statistics (O(N) work in torch).
 
 The default path runs the first in the forward and the second in the backward; the
 gradient in the forward runs both in the forward. The output may be the logits
@@ -27,10 +30,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from lsce_scratch import chunking
+from lsce_scratch.nn.torch_chunks import IndexTerms
+from lsce_scratch.row_stats import SoftmaxState, SoftmaxStats
+
 
 def _config(num_classes: int) -> tuple[int, int]:
-    """(BLOCK, num_warps): up to 4096 classes per program."""
-    block = min(triton.next_power_of_2(num_classes), 4096)
+    """(BLOCK, num_warps): up to CLASS_BLOCK classes per program."""
+    block = min(triton.next_power_of_2(num_classes), chunking.CLASS_BLOCK)
     return block, 8 if block >= 2048 else 4
 
 
@@ -74,8 +81,9 @@ def _statistics_kernel(
 # --8<-- [start:merge]
 def _merge_blocks(
     block_max: Tensor, where: Tensor, rest: Tensor, gap: Tensor, mass: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Merge the (N, blocks) states of the blocks of each row into the row's state."""
+) -> SoftmaxState[Tensor]:
+    """Merge the (N, blocks) states of the blocks of each row into the row's state;
+    ``mass`` (1, blocks) holds Σ_k a_k over each block."""
     # the row max (NaN if a block holds one) and the first block that holds it
     z_max, winner = block_max.max(dim=1)
     # a block whose classes are all masked has no max term, and its gap holds Σ a_k·∞
@@ -88,7 +96,7 @@ def _merge_blocks(
     # Σ_k a_k (z_max − z_k) = Σ_blocks [gap_b + mass_b (z_max − max_b)], all terms ≥ 0
     row_gap = (gap + torch.where(masked, 0.0, mass * (z_max[:, None] - block_max))).sum(dim=1)
     argmax = where.gather(1, winner[:, None])[:, 0].long()
-    return z_max, argmax, scaled.sum(dim=1), row_gap
+    return SoftmaxState(z_max, argmax, scaled.sum(dim=1), row_gap, mass.sum(dim=1).expand_as(z_max))
 
 
 # --8<-- [end:merge]
@@ -121,8 +129,9 @@ def _gradient_kernel(
 # --8<-- [end:gradient-kernel]
 
 
-def statistics(z: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per row of z (N, K): z_max, argmax, rest and Σ_k w_k (z_max − z_k), in float32."""
+def statistics(z: Tensor, w: Tensor | None) -> SoftmaxState[Tensor]:
+    """The online-softmax state of each row of z (N, K), for the class weights w (or 1),
+    in float32."""
     n, num_classes = z.shape
     if z.stride(1) != 1:
         z = z.contiguous()
@@ -134,7 +143,7 @@ def statistics(z: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Ten
     where = torch.empty(n, blocks, device=z.device, dtype=torch.int32)
     if n == 0:
         empty = torch.empty(0, device=z.device, dtype=torch.float32)
-        return empty, empty.long(), empty, empty
+        return SoftmaxState(empty, empty.long(), empty, empty, empty)
     _statistics_kernel[(n, blocks)](
         z, z.stride(0), z if w is None else w, block_max, where, rest, gap, num_classes, blocks,
         HAS_WEIGHT=w is not None, BLOCK=block, num_warps=warps,
@@ -148,13 +157,9 @@ def statistics(z: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Ten
 def gradient(
     z: Tensor,
     w: Tensor | None,
-    z_max: Tensor,
-    argmax: Tensor,
+    stats: SoftmaxStats[Tensor],
     y: Tensor,
-    coef: Tensor,
-    smooth: Tensor,
-    true_sub: Tensor,
-    m_val: Tensor,
+    terms: IndexTerms,
     out: Tensor,
 ) -> Tensor:
     """Write the gradient of z's rows into ``out`` (which may be z itself); see the module."""
@@ -162,11 +167,13 @@ def gradient(
     block, warps = _config(num_classes)
     w = None if w is None else w.contiguous()
     if n:
-        rows = [t.to(torch.float32).contiguous() for t in (z_max, coef, smooth, true_sub, m_val)]
-        z_max, coef, smooth, true_sub, m_val = rows
+        row_values = (stats.z_max, terms.coef, terms.smooth, terms.true, terms.at_max)
+        z_max, coef, smooth, true_sub, m_val = (
+            t.to(torch.float32).contiguous() for t in row_values
+        )
         _gradient_kernel[(n, triton.cdiv(num_classes, block))](
             z, z.stride(0), out, out.stride(0), z if w is None else w, z_max,
-            argmax.to(torch.int32).contiguous(), y.to(torch.int32).contiguous(),
+            stats.argmax.to(torch.int32).contiguous(), y.to(torch.int32).contiguous(),
             coef, smooth, true_sub, m_val, num_classes,
             HAS_WEIGHT=w is not None, BLOCK=block, num_warps=warps,
         )  # fmt: skip
