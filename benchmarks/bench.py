@@ -210,16 +210,24 @@ def linear_cross_entropy(epsilon: float, chunked: bool) -> Callable:
         if not hasattr(F, "linear_cross_entropy"):
             raise RuntimeError(f"needs torch >= 2.13, this is {torch.__version__}")
         options = torch.nn.LinearCrossEntropyOptions() if chunked else None
-        return F.linear_cross_entropy(hidden, weight, y, label_smoothing=epsilon, options=options)
+        return F.linear_cross_entropy(
+            hidden, weight, y, label_smoothing=epsilon, options=options
+        )
 
     return torch_linear(loss)
 
 
 def fused_implementations(device: str) -> list[Impl]:
     """Fused linear + LSCE, ours and torch's, and the unfused path, in table order."""
-    slow = device == "cpu"  # seconds per call on a CPU: the materialising paths are timed once
-    unfused = torch_linear(lambda h, w, y: F.cross_entropy(h @ w.T, y, label_smoothing=EPSILON))
-    ours = torch_linear(lambda h, w, y: lnn.linear_label_smoothing_cross_entropy(h, w, y, EPSILON))
+    slow = (
+        device == "cpu"
+    )  # seconds per call on a CPU: the materialising paths are timed once
+    unfused = torch_linear(
+        lambda h, w, y: F.cross_entropy(h @ w.T, y, label_smoothing=EPSILON)
+    )
+    ours = torch_linear(
+        lambda h, w, y: lnn.linear_label_smoothing_cross_entropy(h, w, y, EPSILON)
+    )
     impls = [] if device == "cuda" else [
         Impl("NumPy unfused", "numpy", numpy_unfused, slow=True),
         Impl("NumPy fused", "numpy",
@@ -227,10 +235,17 @@ def fused_implementations(device: str) -> list[Impl]:
     ]  # fmt: skip
     return impls + [
         Impl(UNFUSED, "torch", unfused, slow=slow),
-        Impl(TORCH_LCE, "torch", linear_cross_entropy(EPSILON, chunked=False), slow=slow),
+        Impl(
+            TORCH_LCE, "torch", linear_cross_entropy(EPSILON, chunked=False), slow=slow
+        ),
         Impl(CHUNKED, "torch", linear_cross_entropy(EPSILON, chunked=True)),
         # torch's chunked path needs label_smoothing == 0: the closest it comes to ours
-        Impl(CHUNKED_PLAIN, "torch", linear_cross_entropy(0.0, chunked=True), smoothed=False),
+        Impl(
+            CHUNKED_PLAIN,
+            "torch",
+            linear_cross_entropy(0.0, chunked=True),
+            smoothed=False,
+        ),
         Impl(FUSED, "torch", ours),
     ]
 
@@ -253,13 +268,18 @@ def fused_inputs(shape: tuple[int, int, int], dtype: torch.dtype, device: str):
     n, h, k = shape
     g = torch.Generator().manual_seed(1)
     hidden = torch.randn(n, h, generator=g).to(device=device, dtype=dtype)
-    weight = (torch.randn(k, h, generator=g) * 3 / h**0.5).to(device=device, dtype=dtype)
+    weight = (torch.randn(k, h, generator=g) * 3 / h**0.5).to(
+        device=device, dtype=dtype
+    )
     y = torch.randint(0, k, (n,), generator=g).to(device)
     return hidden, weight, y
 
 
 # a section's contenders and its inputs: what a child process rebuilds to measure one of them
-SECTIONS = {"sizes": (implementations, make_inputs), "fused": (fused_implementations, fused_inputs)}
+SECTIONS = {
+    "sizes": (implementations, make_inputs),
+    "fused": (fused_implementations, fused_inputs),
+}
 
 
 def _args(impl: Impl, inputs: tuple) -> tuple:
@@ -318,7 +338,11 @@ def first_call(run: Callable, kind: str, device: str, keep_output: bool) -> dict
 
 def _status_bytes(key: str) -> int:
     """A ``kB`` line of /proc/self/status, in bytes."""
-    line = next(s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(key))
+    line = next(
+        s
+        for s in Path("/proc/self/status").read_text().splitlines()
+        if s.startswith(key)
+    )
     return int(line.split()[1]) * 1024
 
 
@@ -345,7 +369,9 @@ def rss_child(spec: dict) -> int:
     """In the child process: rebuild one implementation and its inputs, and measure it."""
     make_impls, make_section_inputs = SECTIONS[spec["section"]]
     impl = next(i for i in make_impls("cpu") if i.name == spec["impl"])
-    inputs = make_section_inputs(tuple(spec["shape"]), getattr(torch, spec["dtype"]), "cpu")
+    inputs = make_section_inputs(
+        tuple(spec["shape"]), getattr(torch, spec["dtype"]), "cpu"
+    )
     return rss_growth(impl.make(*_args(impl, inputs)))
 
 
@@ -360,19 +386,36 @@ def peak_rss_bytes(
     """
     if not CLEAR_REFS.exists():
         return None
-    spec = {"section": section, "impl": name, "shape": list(shape), "dtype": _dtype(dtype)}
+    spec = {
+        "section": section,
+        "impl": name,
+        "shape": list(shape),
+        "dtype": _dtype(dtype),
+    }
     # a fixed mmap threshold gives every large buffer its own mapping, returned on free;
     # glibc's sliding one would soon serve them from heap blocks that stay resident
     env = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
-    command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", json.dumps(spec)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--rss-child",
+        json.dumps(spec),
+    ]
     try:
         child = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, check=True
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=CHILD_TIMEOUT_S,
+            check=True,
         )
         return int(child.stdout.split()[-1])
     except (subprocess.SubprocessError, ValueError, IndexError) as error:
         detail = (getattr(error, "stderr", None) or "")[-500:]
-        console.print(f"{name} {shape}: peak memory not measured: {error} {detail}", markup=False)
+        console.print(
+            f"{name} {shape}: peak memory not measured: {error} {detail}", markup=False
+        )
         return None
 
 
@@ -398,18 +441,24 @@ def measure(
     for impl in impls:
         try:
             runs[impl.name] = impl.make(*_args(impl, inputs))
-            result[impl.name] = first_call(runs[impl.name], impl.kind, device, section == "fused")
+            result[impl.name] = first_call(
+                runs[impl.name], impl.kind, device, section == "fused"
+            )
         except Exception as error:  # one broken contender must not lose the whole run
             runs.pop(impl.name, None)
             result[impl.name] = {"error": f"{type(error).__name__}: {error}"}
-            console.print(f"[red]{impl.name} failed[/red]: {result[impl.name]['error']}")
+            console.print(
+                f"[red]{impl.name} failed[/red]: {result[impl.name]['error']}"
+            )
     live = [impl for impl in impls if impl.name in runs]
     for impl in impls:
         result[impl.name]["times"] = []
     for r in range(repeats if live else 0):
         for impl in live[r % len(live) :] + live[: r % len(live)]:
             if not (impl.slow and slow_once and r > 0):
-                result[impl.name]["times"].append(per_call(runs[impl.name], device, min_time))
+                result[impl.name]["times"].append(
+                    per_call(runs[impl.name], device, min_time)
+                )
     del runs, inputs  # the children need the memory
     gc.collect()
     for impl in live:
@@ -430,7 +479,9 @@ def _dtype(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def bench_size(shape: tuple[int, int], device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
+def bench_size(
+    shape: tuple[int, int], device: str, repeats: int, dtype: torch.dtype
+) -> list[dict]:
     """LSCE forward + backward on (N, K) logits: time, ratios, peak extra memory."""
     n, k = shape
     small = n * k < 1 << 22
@@ -452,7 +503,9 @@ def bench_size(shape: tuple[int, int], device: str, repeats: int, dtype: torch.d
     return rows
 
 
-def bench_fused(shape: tuple[int, int, int], device: str, repeats: int, dtype: torch.dtype) -> dict:
+def bench_fused(
+    shape: tuple[int, int, int], device: str, repeats: int, dtype: torch.dtype
+) -> dict:
     """Fused linear + LSCE against the unfused path and torch's: time, memory, agreement."""
     n, h, k = shape
     impls, result = measure("fused", shape, device, dtype, repeats, 0.0, slow_once=True)
@@ -489,7 +542,11 @@ def _rel_error(output: tuple | None, reference: tuple | None) -> float | None:
 
 
 def _float64(t) -> np.ndarray:
-    return t.detach().double().cpu().numpy() if isinstance(t, torch.Tensor) else np.float64(t)
+    return (
+        t.detach().double().cpu().numpy()
+        if isinstance(t, torch.Tensor)
+        else np.float64(t)
+    )
 
 
 def find(rows: list[dict], size: list[int], impl: str) -> dict | None:
@@ -512,14 +569,20 @@ def targets(data: dict) -> list[dict]:
     cuda = machine["device"] == "cuda"
 
     def add(name: str, value: float | None, limit: float, above: bool = False) -> None:
-        met = None if value is None else bool(value >= limit if above else value <= limit)
+        met = (
+            None if value is None else bool(value >= limit if above else value <= limit)
+        )
         out.append({"target": name, "value": value, "limit": limit,
                     "rule": ">=" if above else "<=", "pass": met})  # fmt: skip
 
     if cuda:
         big = [8192, 128000]
         ours, builtin = find(rows, big, "LSCEFunction"), find(rows, big, BUILTIN)
-        add("LSCEFunction time / built-in (8192×128000 bf16)", _get(ours, "vs_builtin"), 0.5)
+        add(
+            "LSCEFunction time / built-in (8192×128000 bf16)",
+            _get(ours, "vs_builtin"),
+            0.5,
+        )
         add("LSCEFunction peak memory / built-in's (8192×128000 bf16)",
             _ratio_of(ours, builtin, "peak_bytes"), 0.5)  # fmt: skip
         if machine.get("triton"):
@@ -534,8 +597,14 @@ def targets(data: dict) -> list[dict]:
     else:
         big = [8192, 32000]
         fast_row = find(rows, big, "NumPy fast")
-        add("NumPy fast time / built-in (8192×32000)", _get(fast_row, "vs_builtin"), 0.4)
-        add("NumPy fast time / softmax floor (8192×32000)", _get(fast_row, "vs_floor"), 1.5)
+        add(
+            "NumPy fast time / built-in (8192×32000)", _get(fast_row, "vs_builtin"), 0.4
+        )
+        add(
+            "NumPy fast time / softmax floor (8192×32000)",
+            _get(fast_row, "vs_floor"),
+            1.5,
+        )
         add("LSCEFunction time / built-in (8192×32000)",
             _get(find(rows, big, "LSCEFunction"), "vs_builtin"), 0.5)  # fmt: skip
         add("NumPy fast peak extra memory / logits (8192×32000)",
@@ -543,7 +612,9 @@ def targets(data: dict) -> list[dict]:
     fused = data.get("fused_linear") or {}
     shape = list(FUSED_CUDA if cuda else FUSED_CPU)
     fused_rows = (
-        {r["impl"]: r for r in fused.get("rows", [])} if fused.get("shape") == shape else {}
+        {r["impl"]: r for r in fused.get("rows", [])}
+        if fused.get("shape") == shape
+        else {}
     )
     size = "×".join(map(str, shape))
     if not cuda:
@@ -557,7 +628,11 @@ def targets(data: dict) -> list[dict]:
         other = fused_rows.get(baseline)
         add(f"torch fused linear peak memory / {baseline} ({size})",
             _ratio_of(ours, other, "peak_bytes"), 0.25)  # fmt: skip
-        add(f"torch fused linear time / {baseline} ({size})", _ratio_of(ours, other, "time_s"), 1.1)
+        add(
+            f"torch fused linear time / {baseline} ({size})",
+            _ratio_of(ours, other, "time_s"),
+            1.1,
+        )
     return out
 
 
@@ -589,7 +664,9 @@ def machine(device: str) -> dict:
 def run(device: str, quick: bool, repeats: int) -> dict:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     sizes = QUICK_SIZES if quick else CUDA_SIZES if device == "cuda" else CPU_SIZES
-    fused_shape = FUSED_QUICK if quick else FUSED_CUDA if device == "cuda" else FUSED_CPU
+    fused_shape = (
+        FUSED_QUICK if quick else FUSED_CUDA if device == "cuda" else FUSED_CPU
+    )
     data = {
         "machine": machine(device),
         "settings": {
@@ -603,12 +680,16 @@ def run(device: str, quick: bool, repeats: int) -> dict:
     }
     started = time.perf_counter()
     for size in sizes:
-        console.print(f"[bold]{size[0]} × {size[1]}[/bold] {data['settings']['pass']} ...")
+        console.print(
+            f"[bold]{size[0]} × {size[1]}[/bold] {data['settings']['pass']} ..."
+        )
         data["results"] += bench_size(size, device, repeats, dtype)
         gc.collect()
     console.print(f"[bold]fused linear + LSCE {fused_shape}[/bold] ...")
     data["fused_linear"] = bench_fused(fused_shape, device, repeats, dtype)
-    data["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    data["machine"]["loadavg_end"] = (
+        list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    )
     data["seconds"] = time.perf_counter() - started
     data["targets"] = targets(data)
     return data
@@ -617,7 +698,11 @@ def run(device: str, quick: bool, repeats: int) -> dict:
 def _mb(nbytes: int | None) -> str:
     if nbytes is None:
         return "—"
-    return f"{nbytes / 2**20:,.0f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:,.0f} KiB"
+    return (
+        f"{nbytes / 2**20:,.0f} MiB"
+        if nbytes >= 2**20
+        else f"{nbytes / 2**10:,.0f} KiB"
+    )
 
 
 def _ratio(x: float | None) -> str:
@@ -643,7 +728,9 @@ def _load(avg: list[float] | None) -> str:
 def _notes(rows: list[dict]) -> list[str]:
     """A Markdown line per failure and per warning of a table's rows."""
     lines = [f"- {r['impl']} failed: `{r['error']}`" for r in rows if r.get("error")]
-    return lines + [f"- {r['impl']} warned: {w}" for r in rows for w in r.get("warnings", [])]
+    return lines + [
+        f"- {r['impl']} warned: {w}" for r in rows for w in r.get("warnings", [])
+    ]
 
 
 def tables(data: dict) -> list[dict]:
@@ -652,7 +739,9 @@ def tables(data: dict) -> list[dict]:
     device = data["machine"]["device"]
     floor = "a device-to-device copy" if device == "cuda" else "torch.softmax"
     out = []
-    for size in sorted({tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1]):
+    for size in sorted(
+        {tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1]
+    ):
         rows = [r for r in data["results"] if tuple(r["size"]) == size]
         out.append({
             "title": f"N = {size[0]}, K = {size[1]}, {rows[0]['dtype']} (floor: {floor})",
@@ -759,16 +848,22 @@ def write(data: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
     out.with_suffix(".txt").write_text(markdown(data))
-    console.print(f"wrote [bold]{out}[/bold] and [bold]{out.with_suffix('.txt')}[/bold]")
+    console.print(
+        f"wrote [bold]{out}[/bold] and [bold]{out.with_suffix('.txt')}[/bold]"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
-    parser.add_argument("--repeats", type=int, default=None, help="3, 5 on a GPU, 2 with --quick")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="3, 5 on a GPU, 2 with --quick"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench.json")
-    parser.add_argument("--render", type=Path, help="re-render the table of a saved JSON")
+    parser.add_argument(
+        "--render", type=Path, help="re-render the table of a saved JSON"
+    )
     # internal: measure one implementation's peak memory (peak_rss_bytes starts it)
     parser.add_argument("--rss-child", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -44,7 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 from lsce_course.report import console  # noqa: E402
 from lsce_examples.pets import command, data  # noqa: E402
-from lsce_examples.pets.augment import IMAGENET_MEAN, IMAGENET_STD, random_transforms  # noqa: E402
+from lsce_examples.pets.augment import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    random_transforms,
+)
 from lsce_examples.pets.model import PetClassifier, ResNet34, freeze_body  # noqa: E402
 from lsce_examples.pets.synthetic import make_synthetic_pets  # noqa: E402
 from lsce_examples.pets.train import (  # noqa: E402
@@ -56,11 +60,20 @@ from lsce_examples.pets.train import (  # noqa: E402
     train_step,
 )
 
-FULL = {"images": 7390, "scale": 1.0, "size": 224, "batch": 64, "warmup": 8, "steps": 40}
+FULL = {
+    "images": 7390,
+    "scale": 1.0,
+    "size": 224,
+    "batch": 64,
+    "warmup": 8,
+    "steps": 40,
+}
 SMALL = {"images": 74, "scale": 0.3, "size": 32, "batch": 16, "warmup": 1, "steps": 2}
 
 
-def frozen_model(num_classes: int, device: torch.device, channels_last: bool) -> PetClassifier:
+def frozen_model(
+    num_classes: int, device: torch.device, channels_last: bool
+) -> PetClassifier:
     """The recipe's model: ResNet34 + head, body frozen except BatchNorm."""
     torch.manual_seed(0)
     model = PetClassifier(num_classes, ResNet34())
@@ -88,7 +101,9 @@ class PlainPets(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         with Image.open(self.files[i]) as opened:
             image = opened.convert("RGB")
-        image = image.rotate(random.uniform(-10, 10), resample=Image.Resampling.BILINEAR)
+        image = image.rotate(
+            random.uniform(-10, 10), resample=Image.Resampling.BILINEAR
+        )
         scale = self.size * random.uniform(1.0, 1.1) / min(image.size)
         width, height = round(image.width * scale), round(image.height * scale)
         image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -111,7 +126,9 @@ def measure(run_steps: Callable[[int], None], warmup: int, steps: int, device) -
     return time.perf_counter() - began
 
 
-def baseline(pets: data.PetsData, images_dir: Path, device, settings: dict, workers: int):
+def baseline(
+    pets: data.PetsData, images_dir: Path, device, settings: dict, workers: int
+):
     """Images/s of the plain fp32 NCHW eager loop with CPU-side augmentation."""
     files = [images_dir / pets.names[i] for i in pets.train]
     labels = [int(pets.labels[i]) for i in pets.train]
@@ -162,7 +179,9 @@ def ours(pets: data.PetsData, device, settings: dict, compile_model: bool):
     total = settings["warmup"] + settings["steps"]
     batch = settings["batch"]
     generator = torch.Generator().manual_seed(0)
-    items = torch.from_numpy(pets.train)[torch.randint(len(pets.train), (total * batch,))]
+    items = torch.from_numpy(pets.train)[
+        torch.randint(len(pets.train), (total * batch,))
+    ]
     transforms = random_transforms(on_device.sizes_cpu[items], generator).to(device)
     items = items.to(device)
     done = 0
@@ -199,7 +218,14 @@ def recipe(images_dir: Path, work: Path, device, settings: dict, epochs: int) ->
     # Random weights in torchvision's layout: the file loads and freezes the body, as
     # ImageNet's would, without a download.
     torch.save(ResNet34().state_dict(), weights)
-    argv = ["--data", str(images_dir), "--weights", str(weights), "--device", device.type]
+    argv = [
+        "--data",
+        str(images_dir),
+        "--weights",
+        str(weights),
+        "--device",
+        device.type,
+    ]
     argv += ["--size", str(settings["size"]), "--batch-size", str(settings["batch"])]
     argv += ["--epochs", str(epochs), "--root", str(work / "recipe" / "root")]
     argv += ["--out", str(work / "recipe" / "out")]
@@ -280,23 +306,37 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    parser.add_argument("--small", action="store_true", help="tiny sizes (a CPU smoke test)")
-    parser.add_argument("--compile", action="store_true", help="also time ours compiled")
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks" / "pets_gpu.json")
+    parser.add_argument(
+        "--small", action="store_true", help="tiny sizes (a CPU smoke test)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time ours compiled"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "build" / "benchmarks" / "pets_gpu.json"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pets-bench")
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16))
-    parser.add_argument("--render", type=Path, help="re-write the .txt table of a saved JSON")
+    parser.add_argument(
+        "--render", type=Path, help="re-write the .txt table of a saved JSON"
+    )
     args = parser.parse_args(argv)
     if args.render:
-        args.render.with_suffix(".txt").write_text(markdown(json.loads(args.render.read_text())))
+        args.render.with_suffix(".txt").write_text(
+            markdown(json.loads(args.render.read_text()))
+        )
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
-        console.print("[red]--device cuda: no CUDA GPU visible; use --device cpu --small[/red]")
+        console.print(
+            "[red]--device cuda: no CUDA GPU visible; use --device cpu --small[/red]"
+        )
         return 2
     device = torch.device(args.device)
     settings = SMALL if args.small else FULL
     result: dict = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else "cpu",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
@@ -338,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.work / "cache"
         shutil.rmtree(cache, ignore_errors=True)
         began = time.perf_counter()
-        pets = data.load_pets(state["images_dir"], settings["size"], cache, workers=args.workers)
+        pets = data.load_pets(
+            state["images_dir"], settings["size"], cache, workers=args.workers
+        )
         seconds = time.perf_counter() - began
         began = time.perf_counter()
         state["pets"] = data.load_pets(state["images_dir"], settings["size"], cache)
@@ -362,16 +404,24 @@ def main(argv: list[str] | None = None) -> int:
         workers = args.workers
         phase(
             "baseline",
-            lambda: baseline(state["pets"], state["images_dir"], device, settings, workers),
+            lambda: baseline(
+                state["pets"], state["images_dir"], device, settings, workers
+            ),
         )
-        phase("ours", lambda: ours(state["pets"], device, settings, compile_model=False))
+        phase(
+            "ours", lambda: ours(state["pets"], device, settings, compile_model=False)
+        )
         if args.compile:
             phase(
-                "ours_compiled", lambda: ours(state["pets"], device, settings, compile_model=True)
+                "ours_compiled",
+                lambda: ours(state["pets"], device, settings, compile_model=True),
             )
     if "images_dir" in state:
         epochs = 1 if args.small else 4
-        phase("recipe", lambda: recipe(state["images_dir"], args.work, device, settings, epochs))
+        phase(
+            "recipe",
+            lambda: recipe(state["images_dir"], args.work, device, settings, epochs),
+        )
     phases = result["phases"]
     ours_phases = [name for name in ("ours", "ours_compiled") if name in phases]
     if "baseline" in phases and ours_phases:

@@ -1,5 +1,5 @@
-# Lesson 01 · Softmax and log-sum-exp: the code and the checks. The narrative is the page
-# docs/lessons/01-softmax.md. Run: python lessons/01_softmax.py (or lsce run 1).
+# Lesson 01 · Softmax and log-sum-exp: the code and the checks. The narrative is the
+# page docs/lessons/01-softmax.md. Run: python lessons/01_softmax.py (or lsce run 1).
 
 # %%
 import matplotlib.pyplot as plt
@@ -7,7 +7,13 @@ import numpy as np
 import torch
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch.softmax import log_softmax as reference_log_softmax
 from lsce_scratch.softmax import logsumexp as reference_logsumexp
 
@@ -55,7 +61,8 @@ with np.errstate(over="ignore", under="ignore", invalid="ignore"):
 table.step("2. The max-shift")
 
 # --8<-- [start:lse-big]
-# lse(x) = m + log Σ_k exp(x_k − m) with m = max_k x_k: here the three terms are 1, e⁻¹, e⁻²
+# lse(x) = m + log Σ_k exp(x_k − m) with m = max_k x_k:
+# here the three terms are 1, e⁻¹, e⁻²
 print("logsumexp(big)  ", logsumexp(big), "= 1000 + log(1 + e⁻¹ + e⁻²)")
 print("logsumexp(small)", logsumexp(small), "= −1000 + log(1 + e⁻¹ + e⁻²)")
 # --8<-- [end:lse-big]
@@ -86,8 +93,12 @@ print("stable_softmax(small)", stable_softmax(small))
 
 # softmax([0, −1, −2]) by hand: the three terms are 1, e⁻¹, e⁻²
 by_hand = np.exp([0.0, -1.0, -2.0]) / np.sum(np.exp([0.0, -1.0, -2.0]))
-table.compare("softmax(big) = softmax([0, −1, −2])", stable_softmax(big), by_hand, rtol=1e-14)
-table.compare("softmax(small) = softmax([0, −1, −2])", stable_softmax(small), by_hand, rtol=1e-14)
+table.compare(
+    "softmax(big) = softmax([0, −1, −2])", stable_softmax(big), by_hand, rtol=1e-14
+)
+table.compare(
+    "softmax(small) = softmax([0, −1, −2])", stable_softmax(small), by_hand, rtol=1e-14
+)
 
 # %% Against PyTorch
 table.step("4. Against PyTorch, in float64")
@@ -113,8 +124,8 @@ table.compare(
     rtol=1e-14,
     uses="1.1",
 )
-# log p_y of a confident row is about −1e-300 and is rounded to a few ulps of max|z| = 1000,
-# so we allow an absolute difference of a few 1e-13 there.
+# log p_y of a confident row is about −1e-300 and is rounded to a few ulps of
+# max|z| = 1000, so we allow an absolute difference of a few 1e-13 there.
 table.compare(
     "log_softmax vs torch.log_softmax (float64)",
     ours_log_p,
@@ -139,20 +150,27 @@ table.compare(
     rtol=1e-14,
     uses="1.1",
 )
-# A fully masked row (every logit −inf) has lse = log 0 = −inf; NaN would poison a batch.
+# A fully masked row (every logit −inf) has lse = log 0 = −inf;
+# NaN would poison a batch.
 masked = np.full(4, -np.inf)
 with np.errstate(divide="ignore"):
     lse_masked = logsumexp(masked)
 table.claim(
     "a row of −inf gives lse = −inf, as torch does",
-    bool(np.isneginf(lse_masked) and np.isneginf(torch.logsumexp(torch.tensor(masked), 0))),
+    bool(
+        np.isneginf(lse_masked)
+        and np.isneginf(torch.logsumexp(torch.tensor(masked), 0))
+    ),
     f"logsumexp([−inf]*4) = {lse_masked}",
     uses="1.1",
 )
 # your functions against the library's as well, once you have written them
 if logsumexp is not reference_logsumexp:
     table.compare(
-        "your logsumexp vs lsce_scratch", logsumexp(z), reference_logsumexp(z), uses="1.1"
+        "your logsumexp vs lsce_scratch",
+        logsumexp(z),
+        reference_logsumexp(z),
+        uses="1.1",
     )
 if log_softmax is not reference_log_softmax:
     table.compare(
@@ -220,7 +238,9 @@ with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore
     naive_lse = {d: np.log(np.sum(np.exp(x), axis=-1)) for d, x in rows.items()}
     stable_lse = {d: logsumexp(x) for d, x in rows.items()}
     # log p_min two ways: log of the softmax, and x − lse
-    naive_log_pmin = {d: np.log(stable_softmax(x))[:, np.argmin(u)] for d, x in rows.items()}
+    naive_log_pmin = {
+        d: np.log(stable_softmax(x))[:, np.argmin(u)] for d, x in rows.items()
+    }
     stable_log_pmin = {d: log_softmax(x)[:, np.argmin(u)] for d, x in rows.items()}
 # --8<-- [end:scales]
 
@@ -232,7 +252,14 @@ for ax, naive, stable, what in (
 ):
     sign = 1 if ax is left else -1
     for d, (name, colour, width) in styles.items():
-        ax.loglog(s, sign * naive[d], color=colour, lw=width, alpha=0.7, label=f"{what}, {name}")
+        ax.loglog(
+            s,
+            sign * naive[d],
+            color=colour,
+            lw=width,
+            alpha=0.7,
+            label=f"{what}, {name}",
+        )
         # mark where the naive curve ends: the last finite value before inf / −inf
         last = np.flatnonzero(np.isfinite(naive[d]))[-1]
         ax.plot(s[last], sign * naive[d][last], "x", color="red", ms=10, mew=2)
@@ -248,12 +275,21 @@ for ax, naive, stable, what in (
     ax.loglog(s, sign * stable[np.float64], "k--", lw=1, label=stable_name)
     ax.legend(fontsize=8, loc="upper left")
 left.set(xlabel="scale s", ylabel="lse(s·u)", title="overflow: naive lse becomes inf")
-right.set(xlabel="scale s", ylabel="−log p_min", title="underflow: log(softmax) becomes −inf")
+right.set(
+    xlabel="scale s", ylabel="−log p_min", title="underflow: log(softmax) becomes −inf"
+)
 save_figure(fig, "01_naive_vs_stable.png")
 
-finite32, finite64 = np.isfinite(naive_lse[np.float32]), np.isfinite(naive_lse[np.float64])
-# exp(s·u_max) overflows once s·u_max = s > ln(largest float); the other terms barely matter
-for finite, dtype, name in ((finite32, np.float32, "float32"), (finite64, np.float64, "float64")):
+finite32, finite64 = (
+    np.isfinite(naive_lse[np.float32]),
+    np.isfinite(naive_lse[np.float64]),
+)
+# exp(s·u_max) overflows once s·u_max = s > ln(largest float);
+# the other terms barely matter
+for finite, dtype, name in (
+    (finite32, np.float32, "float32"),
+    (finite64, np.float64, "float64"),
+):
     limit = np.log(np.finfo(dtype).max)
     table.claim(
         f"naive {name} lse overflows at s = ln(largest {name})",
@@ -270,7 +306,8 @@ table.compare(
 table.claim(
     "log_softmax stays finite at every scale, float32 and float64",
     bool(all(np.isfinite(v).all() for v in stable_log_pmin.values())),
-    f"log(softmax) float32 gives −inf from s = {s[np.isneginf(naive_log_pmin[np.float32])][0]:.1f}",
+    "log(softmax) float32 gives −inf from s = "
+    f"{s[np.isneginf(naive_log_pmin[np.float32])][0]:.1f}",
     uses="1.2",
 )
 # the scales at which the naive curves of the figure end, for the page
@@ -281,7 +318,8 @@ save_run_output(
             d.__name__: float(s[~np.isfinite(naive_lse[d])][0]) for d in naive_lse
         },
         "log_of_softmax_inf_from": {
-            d.__name__: float(s[np.isneginf(naive_log_pmin[d])][0]) for d in naive_log_pmin
+            d.__name__: float(s[np.isneginf(naive_log_pmin[d])][0])
+            for d in naive_log_pmin
         },
         "smallest_logit": float(u.min()),
     },

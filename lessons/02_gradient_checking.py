@@ -1,5 +1,6 @@
-# Lesson 02 · Numerical gradients: the code and the checks. The narrative is the page
-# docs/lessons/02-gradient-checking.md. Run: python lessons/02_gradient_checking.py (or lsce run 2).
+# Lesson 02 · Numerical gradients: the code and the checks. The narrative is the
+# page docs/lessons/02-gradient-checking.md. Run:
+# python lessons/02_gradient_checking.py (or lsce run 2).
 
 # %%
 import matplotlib.pyplot as plt
@@ -8,11 +9,21 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch.gradcheck import KINK_THRESHOLD, PASS_THRESHOLD, verdict
 from lsce_scratch.gradcheck import numerical_gradient as reference_numerical_gradient
 from lsce_scratch.gradcheck import rel_error as reference_rel_error
-from lsce_scratch.losses import label_smoothing_cross_entropy, lsce_backward, lsce_forward
+from lsce_scratch.losses import (
+    label_smoothing_cross_entropy,
+    lsce_backward,
+    lsce_forward,
+)
 from lsce_scratch.softmax import logsumexp, softmax
 
 rng = np.random.default_rng(2)
@@ -40,9 +51,17 @@ for dtype in (np.float64, np.float32):
     for scheme in ("forward", "central"):
         err = []
         for h in hs.astype(dtype):
-            f_plus, f_0, f_minus = logsumexp(zd + h * vd), logsumexp(zd), logsumexp(zd - h * vd)
+            f_plus, f_0, f_minus = (
+                logsumexp(zd + h * vd),
+                logsumexp(zd),
+                logsumexp(zd - h * vd),
+            )
             # forward: (f(z + hv) − f(z)) / h;  central: (f(z + hv) − f(z − hv)) / 2h
-            estimate = (f_plus - f_0) / h if scheme == "forward" else (f_plus - f_minus) / (2 * h)
+            estimate = (
+                (f_plus - f_0) / h
+                if scheme == "forward"
+                else (f_plus - f_minus) / (2 * h)
+            )
             err.append(abs(float(estimate) - exact) / abs(exact))
         errors[dtype.__name__, scheme] = np.array(err)
 # --8<-- [end:forward-central]
@@ -50,8 +69,14 @@ for dtype in (np.float64, np.float32):
 best_h = {}
 for (dtype, scheme), err in errors.items():
     best = int(np.argmin(err))
-    best_h.setdefault(dtype, {})[scheme] = {"h": float(hs[best]), "error": float(err[best])}
-    console.print(f"{dtype:8s} {scheme:8s} best h = {hs[best]:.0e}, relative error {err[best]:.1e}")
+    best_h.setdefault(dtype, {})[scheme] = {
+        "h": float(hs[best]),
+        "error": float(err[best]),
+    }
+    console.print(
+        f"{dtype:8s} {scheme:8s} best h = {hs[best]:.0e}, "
+        f"relative error {err[best]:.1e}"
+    )
 
 
 def error_at(dtype: str, scheme: str, h: float) -> float:
@@ -73,8 +98,10 @@ table.claim(
 )
 table.claim(
     "float32 never gets below 1e-6, whatever h",
-    errors["float32", "central"].min() > 1e-6 and errors["float32", "forward"].min() > 1e-6,
-    f"best float32: {min(errors['float32', s].min() for s in ('central', 'forward')):.1e}",
+    errors["float32", "central"].min() > 1e-6
+    and errors["float32", "forward"].min() > 1e-6,
+    "best float32: "
+    f"{min(errors['float32', s].min() for s in ('central', 'forward')):.1e}",
 )
 table.claim(
     "float32, h ≤ 1e-7: z + h·v rounds to z, the estimate is 0",
@@ -191,10 +218,16 @@ bug_errors = {}
 for name, gradient in wrong.items():
     bug_errors[name] = bug_error = rel_error(gradient, numeric)
     print(f"{name:34s} rel_error {bug_error:.1e}: {verdict(bug_error)}")
-    table.claim(f"bug caught: {name}", verdict(bug_error) == "fail", f"rel_error {bug_error:.1e}")
+    table.claim(
+        f"bug caught: {name}",
+        verdict(bug_error) == "fail",
+        f"rel_error {bug_error:.1e}",
+    )
 
 z32 = z.astype(np.float32)
-numeric32 = numerical_gradient(lambda x: float(label_smoothing_cross_entropy(x, y, eps)), z32)
+numeric32 = numerical_gradient(
+    lambda x: float(label_smoothing_cross_entropy(x, y, eps)), z32
+)
 error32 = rel_error(analytic, numeric32)
 print(f"{'float32, right gradient':34s} rel_error {error32:.1e}: {verdict(error32)}")
 # --8<-- [end:bugs]
@@ -205,7 +238,11 @@ table.claim(
     uses=("2.1", "2.2"),
 )
 # the page's table of this step
-checked = {"the right gradient": error, **bug_errors, "the right gradient, in float32": error32}
+checked = {
+    "the right gradient": error,
+    **bug_errors,
+    "the right gradient, in float32": error32,
+}
 save_run_output(
     "02_bugs.md",
     "| gradient | rel_error against central differences | verdict |\n|---|---|---|\n"
@@ -217,7 +254,9 @@ table.step("5. What the check cannot see: tiny entries")
 
 # --8<-- [start:noise-floor]
 confident = z.copy()
-confident[-1] *= 5.0  # the scale-10 row becomes a scale-50 row: some p_k ≈ 1e-9 and below
+confident[-1] *= (
+    5.0  # the scale-10 row becomes a scale-50 row: some p_k ≈ 1e-9 and below
+)
 y_t = torch.from_numpy(y)
 
 
@@ -231,7 +270,10 @@ confident_grad = lsce_backward(1.0, confident_cache)
 noisy_error = rel_error(confident_grad, numerical_gradient(f_confident, confident))
 confident_t = torch.tensor(confident, requires_grad=True)
 F.cross_entropy(confident_t, y_t).backward()
-print(f"confident row, numerical check: rel_error {noisy_error:.1e}: {verdict(noisy_error)}")
+print(
+    "confident row, numerical check: rel_error "
+    f"{noisy_error:.1e}: {verdict(noisy_error)}"
+)
 # --8<-- [end:noise-floor]
 table.claim(
     "a confident row pushes a right gradient out of 'pass'",
@@ -253,7 +295,8 @@ table.step("6. Directional checks: two evaluations instead of 2NK")
 
 # --8<-- [start:directional]
 def directional_error(gradient: np.ndarray, h: float = 1e-5) -> float:
-    """Relative error of gradient·v against a central difference along a random unit v."""
+    """Relative error of gradient·v against a central difference
+    along a random unit v."""
     v = rng.normal(size=z.shape)
     v /= np.linalg.norm(v)
     numeric_dd = (f(z + h * v) - f(z - h * v)) / (2 * h)
@@ -273,7 +316,9 @@ table.claim(
 )
 for name, gradient in wrong.items():
     caught = max(directional_error(gradient) for _ in range(num_directions))
-    table.claim(f"directional check catches: {name}", caught > KINK_THRESHOLD, f"{caught:.1e}")
+    table.claim(
+        f"directional check catches: {name}", caught > KINK_THRESHOLD, f"{caught:.1e}"
+    )
 
 # %% The error against h
 table.step("7. The error against h")
@@ -282,7 +327,10 @@ table.step("7. The error against h")
 # the whole LSCE check of step 3, for h from 1e-10 to 1, in float64 and float32
 check_hs = np.logspace(-10, 0, 11 if quick_mode() else 31)
 full_check = {
-    name: [rel_error(analytic, numerical_gradient(f, z.astype(dtype), h=h)) for h in check_hs]
+    name: [
+        rel_error(analytic, numerical_gradient(f, z.astype(dtype), h=h))
+        for h in check_hs
+    ]
     for dtype, name in ((np.float64, "float64"), (np.float32, "float32"))
 }
 # --8<-- [end:full-check]
@@ -311,10 +359,14 @@ left.set(
 )
 left.legend(fontsize=8)
 right_ax.axhspan(1e-17, PASS_THRESHOLD, color="green", alpha=0.12, label="pass")
-right_ax.axhspan(PASS_THRESHOLD, KINK_THRESHOLD, color="orange", alpha=0.12, label="suspicious")
+right_ax.axhspan(
+    PASS_THRESHOLD, KINK_THRESHOLD, color="orange", alpha=0.12, label="suspicious"
+)
 right_ax.axhspan(KINK_THRESHOLD, 10, color="red", alpha=0.08, label="fail")
 for name, err in full_check.items():
-    right_ax.loglog(check_hs, np.maximum(err, 1e-17), "o-", color=colours[name], label=name)
+    right_ax.loglog(
+        check_hs, np.maximum(err, 1e-17), "o-", color=colours[name], label=name
+    )
 right_ax.set(
     xlabel="h",
     ylabel="rel_error(analytic, numerical)",

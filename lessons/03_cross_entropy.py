@@ -1,5 +1,6 @@
-# Lesson 03 · Cross-entropy: the code and the checks. The narrative is the page
-# docs/lessons/03-cross-entropy.md. Run: python lessons/03_cross_entropy.py (or lsce run 3).
+# Lesson 03 · Cross-entropy: the code and the checks. The narrative is the
+# page docs/lessons/03-cross-entropy.md. Run:
+# python lessons/03_cross_entropy.py (or lsce run 3).
 
 # %%
 import matplotlib.pyplot as plt
@@ -8,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import cross_entropy_backward as reference_backward
 from lsce_scratch.losses import cross_entropy_forward as reference_forward
@@ -17,8 +24,8 @@ from lsce_scratch.softmax import log_softmax, softmax
 rng = np.random.default_rng(3)
 table = CheckTable("Lesson 03 · Cross-entropy")
 
-# yours once you have started exercises 3.1 and 3.2, else the library's. A backward reads
-# the cache of its own forward: yours with yours, the reference's with its own.
+# yours once you have started exercises 3.1 and 3.2, else the library's. A backward
+# reads the cache of its own forward: yours with yours, the reference's with its own.
 pair = exercises.choose_pair("3.1", "3.2", console)
 cross_entropy_forward, cross_entropy_backward = pair.forward, pair.backward
 forward_for_backward = pair.backward_forward
@@ -40,7 +47,10 @@ by_hand = -log_softmax(z)[np.arange(N), y]
 # --8<-- [start:forward-torch]
 torch_loss = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y))
 # --8<-- [end:forward-torch]
-print(f"loss {float(loss):.6f}   torch {torch_loss.item():.6f}   per row {np.round(by_hand, 3)}")
+print(
+    f"loss {float(loss):.6f}   torch {torch_loss.item():.6f}   per "
+    f"row {np.round(by_hand, 3)}"
+)
 
 table.compare(
     "CE forward vs F.cross_entropy (float64)",
@@ -49,7 +59,9 @@ table.compare(
     rtol=1e-14,
     uses="3.1",
 )
-table.compare("CE forward = mean of −log p_y", loss, by_hand.mean(), rtol=1e-14, uses="3.1")
+table.compare(
+    "CE forward = mean of −log p_y", loss, by_hand.mean(), rtol=1e-14, uses="3.1"
+)
 
 # %% Uniform logits
 table.step("2. A sanity check: uniform logits give log K")
@@ -136,8 +148,9 @@ numeric = numerical_gradient(mean_ce, moderate)
 print(f"rel_error vs numerical (rows 0-4): {rel_error(moderate_grad, numeric):.1e}")
 # --8<-- [end:backward-numerical]
 
-# Where p_y ≈ 1, p_y − 1 is rounded to a few ulps of 1 (u ≈ 1.1e-16, ÷ N) on either side;
-# lesson 05 is about exactly this. So gradients may differ by 1e-16 in absolute terms.
+# Where p_y ≈ 1, p_y − 1 is rounded to a few ulps of 1 (u ≈ 1.1e-16, ÷ N) on
+# either side; lesson 05 is about exactly this. So gradients may differ by
+# 1e-16 in absolute terms.
 table.compare(
     "CE backward = (p − onehot(y)) / N",
     grad,
@@ -220,7 +233,10 @@ fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.plot(gaps, losses, label="ℓ(d) = log(1 + (K−1)e^−d)")
 ax.plot(gaps, slopes, label="∂ℓ/∂d = p_y − 1")
 ax.axhline(0, color="grey", lw=0.8)
-ax.set(xlabel="logit gap d = z_y − z_other", title=f"cross-entropy, K = {K}: no finite minimum")
+ax.set(
+    xlabel="logit gap d = z_y − z_other",
+    title=f"cross-entropy, K = {K}: no finite minimum",
+)
 ax.legend()
 save_figure(fig, "03_ce_vs_gap.png")
 

@@ -1,5 +1,6 @@
-"""Lesson 04 · Label smoothing: the target q, the article's code and prose, the loss floor
-H(q) and the optimal logit gap. Its narrative is the page docs/lessons/04-label-smoothing.md."""
+"""Lesson 04 · Label smoothing: the target q, the article's code and prose, the loss
+floor H(q) and the optimal logit gap. Its narrative is the page
+docs/lessons/04-label-smoothing.md."""
 
 # %%
 from collections.abc import Callable
@@ -11,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch.losses import label_smoothing_cross_entropy as reference_loss
 from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
 from lsce_scratch.losses import smooth_labels as reference_smooth_labels
@@ -73,7 +80,13 @@ def linear_combination(x, y, epsilon):
 
 
 def reduce_loss(loss, reduction="mean"):
-    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+    return (
+        loss.mean()
+        if reduction == "mean"
+        else loss.sum()
+        if reduction == "sum"
+        else loss
+    )
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
@@ -100,15 +113,22 @@ y = rng.integers(0, K, size=N)
 z_t, y_t = torch.from_numpy(z), torch.from_numpy(y)
 for reduction in ("mean", "sum", "none"):
     article = LabelSmoothingCrossEntropy(eps, reduction)(z_t, y_t).numpy()
-    builtin = F.cross_entropy(z_t, y_t, label_smoothing=eps, reduction=reduction).numpy()
+    builtin = F.cross_entropy(
+        z_t, y_t, label_smoothing=eps, reduction=reduction
+    ).numpy()
     # ℓ_i = −Σ_k q_ik log p_ik, reduced
     per_row = -np.sum(smooth_labels(y, K, eps) * log_softmax(z), axis=-1)
     ours = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
     lsce = label_smoothing_cross_entropy(z, y, eps, reduction=reduction)
     # --8<-- [end:article-check]
-    table.compare(f"article = −Σ q log p ({reduction})", article, ours, rtol=1e-13, uses="4.1")
     table.compare(
-        f"article = F.cross_entropy(label_smoothing) ({reduction})", article, builtin, rtol=1e-13
+        f"article = −Σ q log p ({reduction})", article, ours, rtol=1e-13, uses="4.1"
+    )
+    table.compare(
+        f"article = F.cross_entropy(label_smoothing) ({reduction})",
+        article,
+        builtin,
+        rtol=1e-13,
     )
     table.compare(
         f"label_smoothing_cross_entropy = article ({reduction})",
@@ -132,8 +152,13 @@ table.step("3. Where the article's prose and its code disagree")
 prose = np.where(np.eye(K)[y] == 1, 1 - eps, eps)  # "1 − ε and ε", taken literally
 code = smooth_labels(y, K, eps)  # what the article's code trains against
 print(f"K = {K}, ε = {eps}")
-print(f"prose: true class {1 - eps:.4f}, others {eps:.4f}, row sum {prose[0].sum():.4f}")
-print(f"code:  true class {code[0, y[0]]:.4f}, others {eps / K:.4f}, row sum {code[0].sum():.4f}")
+print(
+    f"prose: true class {1 - eps:.4f}, others {eps:.4f}, row sum {prose[0].sum():.4f}"
+)
+print(
+    f"code:  true class {code[0, y[0]]:.4f}, others {eps / K:.4f}, "
+    f"row sum {code[0].sum():.4f}"
+)
 # --8<-- [end:prose]
 
 table.compare(
@@ -155,7 +180,9 @@ table.claim(
     uses="4.1",
 )
 # Even renormalised, the prose's target is not the code's: its loss differs.
-prose_loss = -np.sum(prose / prose.sum(axis=-1, keepdims=True) * log_softmax(z), axis=-1).mean()
+prose_loss = -np.sum(
+    prose / prose.sum(axis=-1, keepdims=True) * log_softmax(z), axis=-1
+).mean()
 article_loss = LabelSmoothingCrossEntropy(eps)(z_t, y_t).item()
 table.claim(
     "article's loss ≠ CE against the (renormalised) prose target",
@@ -224,9 +251,15 @@ ce = label_smoothing_cross_entropy(z, y, eps, reduction="none")
 at_floor = label_smoothing_cross_entropy(np.log(q), y, eps, reduction="none")
 # --8<-- [end:kl]
 
-table.compare("CE(q, p) = KL(q‖p) + H(q)", ce, kl + entropy, rtol=1e-13, uses=("4.1", "4.2"))
-table.claim("KL(q‖p) ≥ 0, so CE ≥ H(q)", bool(np.all(kl >= 0)), f"min KL {kl.min():.3f}")
-table.compare("loss at z = log q equals H(q)", at_floor, entropy, rtol=1e-14, uses="4.2")
+table.compare(
+    "CE(q, p) = KL(q‖p) + H(q)", ce, kl + entropy, rtol=1e-13, uses=("4.1", "4.2")
+)
+table.claim(
+    "KL(q‖p) ≥ 0, so CE ≥ H(q)", bool(np.all(kl >= 0)), f"min KL {kl.min():.3f}"
+)
+table.compare(
+    "loss at z = log q equals H(q)", at_floor, entropy, rtol=1e-14, uses="4.2"
+)
 _, floor_cache = lsce_forward(np.log(q), y, eps)
 floor_grad = lsce_backward(1.0, floor_cache)
 table.claim(
@@ -238,9 +271,11 @@ table.claim(
 
 # %% The loss against the logit gap d, from the loss values alone
 table.step("6. The loss against the logit gap")
-# The numbers and the figure from here on must be right: yours while it agreed, else the
-# library's.
-label_smoothing_cross_entropy = table.trusted("4.2", label_smoothing_cross_entropy, reference_loss)
+# The numbers and the figure from here on must be right:
+# yours while it agreed, else the library's.
+label_smoothing_cross_entropy = table.trusted(
+    "4.2", label_smoothing_cross_entropy, reference_loss
+)
 smooth_labels = table.trusted("4.1", smooth_labels, reference_smooth_labels)
 
 
@@ -261,7 +296,9 @@ def loss_at_gap(d: np.ndarray, num_classes: int, epsilon: float) -> np.ndarray:
     )
 
 
-def golden_section(f: Callable[[float], float], lo: float, hi: float, tol: float = 1e-9) -> float:
+def golden_section(
+    f: Callable[[float], float], lo: float, hi: float, tol: float = 1e-9
+) -> float:
     """Minimise a unimodal f on [lo, hi] with loss values only."""
     ratio = (np.sqrt(5) - 1) / 2
     a, b = lo + (1 - ratio) * (hi - lo), lo + ratio * (hi - lo)
@@ -283,11 +320,15 @@ def golden_section(f: Callable[[float], float], lo: float, hi: float, tol: float
 
 def slope_at_gap(d: float, num_classes: int, epsilon: float) -> float:
     """∂ℓ/∂d: the true-class entry of lsce_backward (the other logits are held at 0)."""
-    _, cache = lsce_forward(gap_logits(d, num_classes), np.array([0]), epsilon, reduction="sum")
+    _, cache = lsce_forward(
+        gap_logits(d, num_classes), np.array([0]), epsilon, reduction="sum"
+    )
     return float(lsce_backward(1.0, cache)[0, 0])
 
 
-def bisect_slope(num_classes: int, epsilon: float, lo: float = 0.0, hi: float = 40.0) -> float:
+def bisect_slope(
+    num_classes: int, epsilon: float, lo: float = 0.0, hi: float = 40.0
+) -> float:
     """The zero of ∂ℓ/∂d (negative below d*, positive above) by bisection."""
     while hi - lo > 1e-12:
         mid = (lo + hi) / 2
@@ -310,7 +351,9 @@ print(f"ℓ(d*) = {float(loss_at_gap(d_star, K, eps)[0]):.6f}   H(q) = {floor:.6
 print(f"p_y(d*) = {softmax(gap_logits(d_star, K))[0, 0]:.6f}   1 − ε + ε/K = {q_y:.6f}")
 # --8<-- [end:gap-check]
 
-table.compare("K = 37, ε = 0.1: d* = ln 334 = 5.8111", d_star, np.log(334.0), rtol=1e-15)
+table.compare(
+    "K = 37, ε = 0.1: d* = ln 334 = 5.8111", d_star, np.log(334.0), rtol=1e-15
+)
 table.claim(
     "golden section on the loss finds d*",
     abs(d_golden - d_star) < 1e-6,
@@ -329,9 +372,14 @@ table.compare(
     rtol=1e-13,
     uses="4.2",
 )
-table.claim("H(q) = 0.6678 for K = 37, ε = 0.1", abs(floor - 0.6678) < 5e-5, f"{floor:.6f}")
+table.claim(
+    "H(q) = 0.6678 for K = 37, ε = 0.1", abs(floor - 0.6678) < 5e-5, f"{floor:.6f}"
+)
 table.compare(
-    "max confidence p_y(d*) = 1 − ε + ε/K", softmax(gap_logits(d_star, K))[0, 0], q_y, rtol=1e-14
+    "max confidence p_y(d*) = 1 − ε + ε/K",
+    softmax(gap_logits(d_star, K))[0, 0],
+    q_y,
+    rtol=1e-14,
 )
 
 # %% Left: ℓ(d) for several ε at K = 37. Right: d* against ε for several K
@@ -368,8 +416,10 @@ for i, e in enumerate(epsilons):
     # the grid minimum is next to d* and no grid value goes below the floor
     table.claim(
         f"ε = {e}: grid minimum next to d* = {d_e:.3f}, never below H(q)",
-        abs(gaps[np.argmin(curve)] - d_e) <= gaps[1] - gaps[0] and curve.min() >= floor_e - 1e-12,
-        f"grid argmin {gaps[np.argmin(curve)]:.3f}, min {curve.min():.6f} ≥ H(q) {floor_e:.6f}",
+        abs(gaps[np.argmin(curve)] - d_e) <= gaps[1] - gaps[0]
+        and curve.min() >= floor_e - 1e-12,
+        f"grid argmin {gaps[np.argmin(curve)]:.3f}, min "
+        f"{curve.min():.6f} ≥ H(q) {floor_e:.6f}",
         uses="4.2",
     )
 left.set(
@@ -381,21 +431,36 @@ left.set(
 left.legend()
 
 eps_line = np.logspace(-3, np.log10(0.95), 200)
-eps_marks = (0.01, 0.1, 0.5) if quick_mode() else (0.003, 0.01, 0.03, 0.1, 0.2, 0.5, 0.8)
+eps_marks = (
+    (0.01, 0.1, 0.5) if quick_mode() else (0.003, 0.01, 0.03, 0.1, 0.2, 0.5, 0.8)
+)
 worst = 0.0
 for i, k in enumerate((2, 10, 37, 1000)):
     right.semilogx(
-        eps_line, [optimal_logit_gap(k, e) for e in eps_line], color=f"C{i}", label=f"K = {k}"
+        eps_line,
+        [optimal_logit_gap(k, e) for e in eps_line],
+        color=f"C{i}",
+        label=f"K = {k}",
     )
     found = [
-        golden_section(lambda d, k=k, e=e: float(loss_at_gap(d, k, e)[0]), -5.0, 40.0, 1e-7)
+        golden_section(
+            lambda d, k=k, e=e: float(loss_at_gap(d, k, e)[0]), -5.0, 40.0, 1e-7
+        )
         for e in eps_marks
     ]
     right.semilogx(eps_marks, found, "x", color=f"C{i}")
     worst = max(
-        worst, max(abs(f - optimal_logit_gap(k, e)) for f, e in zip(found, eps_marks, strict=True))
+        worst,
+        max(
+            abs(f - optimal_logit_gap(k, e))
+            for f, e in zip(found, eps_marks, strict=True)
+        ),
     )
-right.set(xlabel="ε", ylabel="optimal gap d*", title="d* = ln(1 + K(1−ε)/ε): line; minimiser: ×")
+right.set(
+    xlabel="ε",
+    ylabel="optimal gap d*",
+    title="d* = ln(1 + K(1−ε)/ε): line; minimiser: ×",
+)
 right.legend()
 save_figure(fig, "04_loss_vs_gap.png")
 table.claim(

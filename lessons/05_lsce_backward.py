@@ -1,6 +1,6 @@
-"""Lesson 05 · The LSCE backward pass: ∂ℓ/∂z = p − q through every reduction, class weights,
-ignore_index and soft targets, and a float32 gradient that survives a confident prediction.
-Its narrative is the page docs/lessons/05-lsce-backward.md."""
+"""Lesson 05 · The LSCE backward pass: ∂ℓ/∂z = p − q through every reduction, class
+weights, ignore_index and soft targets, and a float32 gradient that survives a confident
+prediction. Its narrative is the page docs/lessons/05-lsce-backward.md."""
 
 # %%
 import matplotlib.pyplot as plt
@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch.gradcheck import numerical_gradient, rel_error, verdict
 from lsce_scratch.losses import lsce_backward as reference_backward
 from lsce_scratch.losses import lsce_forward as reference_forward
@@ -19,8 +25,8 @@ from lsce_scratch.softmax import softmax
 rng = np.random.default_rng(5)
 table = CheckTable("Lesson 05: the LSCE backward pass")
 
-# Your lsce_backward reads the cache of your lsce_forward, so the two run as a pair: yours
-# once you have written both (5.1, 5.2), the library's until then.
+# Your lsce_backward reads the cache of your lsce_forward, so the two run as a pair:
+# yours once you have written both (5.1, 5.2), the library's until then.
 pair = exercises.choose_pair("5.1", "5.2", console)
 lsce_forward, lsce_backward = pair.forward, pair.backward
 # 5.3 (weights, ignore_index) and 5.4 (float32) extend the same two functions
@@ -37,7 +43,8 @@ def ours(
     dloss: float | np.ndarray = 1.0,
     **options: object,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The loss of lsce_forward, and the gradient lsce_backward computes from its cache."""
+    """The loss of lsce_forward, and the gradient lsce_backward
+    computes from its cache."""
     loss, cache = lsce_forward(z, target, epsilon, **options)
     if pair.backward_forward is not lsce_forward:
         # your forward (5.1) without your backward yet: the library's backward reads the
@@ -59,9 +66,14 @@ def torch_reference(
     ignore_index: int = -100,
     dloss: float | np.ndarray = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Loss and ∂loss/∂z from F.cross_entropy and autograd in float64, classes on the last axis."""
+    """Loss and ∂loss/∂z from F.cross_entropy and autograd in float64, classes
+    on the last axis."""
     z_t = torch.tensor(z, dtype=torch.float64, requires_grad=True)
-    w_t = None if weight is None else torch.from_numpy(np.asarray(weight, dtype=np.float64))
+    w_t = (
+        None
+        if weight is None
+        else torch.from_numpy(np.asarray(weight, dtype=np.float64))
+    )
     loss = F.cross_entropy(
         torch.movedim(z_t, -1, 1) if z.ndim > 2 else z_t,
         torch.from_numpy(np.asarray(target)),
@@ -93,9 +105,12 @@ print(f"rel_error vs numerical: {rel_error(grad, numeric):.1e}")
 # --8<-- [end:p-minus-q]
 
 table.compare("loss vs F.cross_entropy", loss, torch_loss, rtol=1e-14, uses="5.1")
-# p − q is rounded to a few ulps of 1 (1e-16) where p_k ≈ q_k; lesson 03 explains the atol
+# p − q is rounded to a few ulps of 1 (1e-16) where p_k ≈ q_k;
+# lesson 03 explains the atol
 table.compare("∂L/∂z = (p − q)/N", grad, by_hand, rtol=1e-12, atol=1e-16, uses="5.2")
-table.compare("∂L/∂z vs torch autograd", grad, torch_grad, rtol=1e-12, atol=1e-16, uses="5.2")
+table.compare(
+    "∂L/∂z vs torch autograd", grad, torch_grad, rtol=1e-12, atol=1e-16, uses="5.2"
+)
 table.claim(
     "∂L/∂z vs numerical gradient passes (≤ 1e-7)",
     verdict(rel_error(grad, numeric)) == "pass",
@@ -111,7 +126,9 @@ for reduction, g in upstream.items():
     loss, grad = ours(z, y, eps, dloss=g, reduction=reduction)
     torch_loss, torch_grad = torch_reference(z, y, eps, reduction, dloss=g)
     # --8<-- [end:reductions]
-    table.compare(f"{reduction}: loss vs torch", loss, torch_loss, rtol=1e-14, uses="5.1")
+    table.compare(
+        f"{reduction}: loss vs torch", loss, torch_loss, rtol=1e-14, uses="5.1"
+    )
     table.compare(
         f"{reduction}: gradient vs torch",
         grad,
@@ -172,8 +189,17 @@ r = np.where(valid, w * q, 0.0)
 denominator = w[y_ignored[y_ignored != -100]].sum()
 by_hand = (r.sum(axis=-1, keepdims=True) * softmax(z) - r) / denominator
 _, grad = ours(z, y_ignored, eps, weight=w)
-table.compare("weighted mean: (S·p − r) / Σ w_y", grad, by_hand, rtol=1e-12, atol=1e-16, uses="5.3")
-numeric = numerical_gradient(lambda x: float(lsce_forward(x, y_ignored, eps, weight=w)[0]), z)
+table.compare(
+    "weighted mean: (S·p − r) / Σ w_y",
+    grad,
+    by_hand,
+    rtol=1e-12,
+    atol=1e-16,
+    uses="5.3",
+)
+numeric = numerical_gradient(
+    lambda x: float(lsce_forward(x, y_ignored, eps, weight=w)[0]), z
+)
 table.claim(
     "weighted, ignored rows: numerical gradient passes",
     verdict(rel_error(grad, numeric)) == "pass",
@@ -183,7 +209,9 @@ table.claim(
 all_ignored = np.full(N, -100)
 loss, grad = ours(z, all_ignored, eps, weight=w)
 torch_loss, torch_grad = torch_reference(z, all_ignored, eps, "mean", w)
-table.compare("all rows ignored: mean is NaN, as in torch", loss, torch_loss, uses="5.3")
+table.compare(
+    "all rows ignored: mean is NaN, as in torch", loss, torch_loss, uses="5.3"
+)
 table.compare("all rows ignored: gradient as in torch", grad, torch_grad, uses="5.3")
 
 # %% The weighted loss is smallest at p* = r/S, not at q
@@ -196,12 +224,16 @@ print(f"p* = r/S = {np.round(p_star[0], 4)}")
 _, grad_at_p_star = ours(np.log(p_star), y2, 0.1, weight=w2)
 # --8<-- [end:weighted-optimum]
 table.compare(
-    "K = 2, w = [1, 100]: p* = [0.16, 0.84]", p_star[0], [0.95 / 5.95, 5 / 5.95], rtol=1e-14
+    "K = 2, w = [1, 100]: p* = [0.16, 0.84]",
+    p_star[0],
+    [0.95 / 5.95, 5 / 5.95],
+    rtol=1e-14,
 )
 table.claim(
     "gradient vanishes at z = log p*, not at z = log q",
     float(np.abs(grad_at_p_star).max()) < 1e-15
-    and float(np.abs(torch_reference(np.log(p_star), y2, 0.1, weight=w2)[1]).max()) < 1e-15,
+    and float(np.abs(torch_reference(np.log(p_star), y2, 0.1, weight=w2)[1]).max())
+    < 1e-15,
     f"max |∂L/∂z| {np.abs(grad_at_p_star).max():.1e} (torch agrees)",
     uses="5.3",
 )
@@ -228,7 +260,9 @@ for weight in (None, w):
     # --8<-- [end:soft]
     name = "soft targets" + ("" if weight is None else " + weight")
     table.compare(f"{name}: loss vs torch", loss, torch_loss, rtol=1e-14)
-    table.compare(f"{name}: gradient vs torch", grad, torch_grad, rtol=1e-12, atol=1e-16)
+    table.compare(
+        f"{name}: gradient vs torch", grad, torch_grad, rtol=1e-12, atol=1e-16
+    )
 q_soft = (1 - eps) * t + eps / K
 table.compare(
     "soft targets: ∂L/∂z = (p − q)/N",
@@ -301,7 +335,8 @@ tiny = deltas <= 5e-8
 table.claim(
     "naive float32, δ ≤ 5e-8: p_y is exactly 1, the gradient 0 (100 % error)",
     bool(np.all(softmax(z32)[tiny, 0] == 1) and np.all(naive[tiny] == 0)),
-    f"{int(tiny.sum())} values of δ; lsce_backward still has {relative(fixed)[tiny].max():.1e}",
+    f"{int(tiny.sum())} values of δ; lsce_backward still has "
+    f"{relative(fixed)[tiny].max():.1e}",
 )
 if pair.yours_backward:
     _, ref_cache32 = reference_forward(z32, y32, 0.0, reduction="sum")
@@ -326,7 +361,13 @@ save_run_output(
 
 # %% Relative error of the true-class gradient against δ
 fig, ax = plt.subplots(figsize=(7, 4.5))
-ax.loglog(deltas, np.maximum(relative(naive), 1e-9), "o-", ms=3, label="naive: p_y − 1 (float32)")
+ax.loglog(
+    deltas,
+    np.maximum(relative(naive), 1e-9),
+    "o-",
+    ms=3,
+    label="naive: p_y − 1 (float32)",
+)
 ax.loglog(
     deltas,
     np.maximum(relative(torch32), 1e-9),

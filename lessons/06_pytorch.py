@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch import losses
 from lsce_scratch.memory import extra_saved_bytes
 from lsce_scratch.nn import (
@@ -20,7 +26,8 @@ from lsce_scratch.nn import (
 table = CheckTable("Lesson 06: our LSCE against PyTorch")
 torch.manual_seed(0)
 
-# your LSCEFunction (exercise 6.1: its backward) once you have started it, else the library's
+# your LSCEFunction (exercise 6.1: its backward) once you have started it,
+# else the library's
 Function = exercises.choose("6.1", console)
 
 
@@ -60,11 +67,19 @@ results = {
 # --8<-- [end:three-ways]
 
 builtin_loss, builtin_grad = results["built-in"]
-table.compare("article loss vs built-in", results["article"][0], builtin_loss, rtol=1e-12)
-table.compare("article gradient vs built-in", results["article"][1], builtin_grad, rtol=1e-10)
+table.compare(
+    "article loss vs built-in", results["article"][0], builtin_loss, rtol=1e-12
+)
+table.compare(
+    "article gradient vs built-in", results["article"][1], builtin_grad, rtol=1e-10
+)
 table.compare("our loss vs built-in", results["ours"][0], builtin_loss, rtol=1e-12)
-table.compare("our gradient vs built-in", results["ours"][1], builtin_grad, rtol=1e-10, uses="6.1")
-console.print("loss: " + ", ".join(f"{name} {loss:.12f}" for name, (loss, _) in results.items()))
+table.compare(
+    "our gradient vs built-in", results["ours"][1], builtin_grad, rtol=1e-10, uses="6.1"
+)
+console.print(
+    "loss: " + ", ".join(f"{name} {loss:.12f}" for name, (loss, _) in results.items())
+)
 
 # %% gradcheck
 table.step("2. gradcheck")
@@ -101,7 +116,9 @@ numpy_loss, cache = losses.lsce_forward(logits.numpy(), target.numpy(), EPSILON)
 numpy_grad = losses.lsce_backward(1.0, cache)
 # --8<-- [end:numpy-core]
 table.compare("NumPy loss vs ours", numpy_loss, results["ours"][0], rtol=1e-12)
-table.compare("NumPy gradient vs ours", numpy_grad, results["ours"][1], rtol=1e-10, uses="6.1")
+table.compare(
+    "NumPy gradient vs ours", numpy_grad, results["ours"][1], rtol=1e-10, uses="6.1"
+)
 
 # %% What each one keeps for the backward
 table.step("4. What each one keeps for the backward")
@@ -129,7 +146,9 @@ table.claim(
 )
 table.claim(
     "the composite module saves an (N, K) tensor",
-    all(v >= b for v, b in zip(saved["article (composite)"], logits_bytes, strict=True)),
+    all(
+        v >= b for v, b in zip(saved["article (composite)"], logits_bytes, strict=True)
+    ),
     "log_softmax's output, as large as the logits",
 )
 
@@ -180,7 +199,11 @@ try:
     torch.autograd.grad(loss, small, create_graph=True)
     table.claim("double backward refused", False, "no error was raised")
 except RuntimeError as error:
-    table.claim("double backward refused", "double backward" in str(error), str(error)[:60] + "…")
+    table.claim(
+        "double backward refused",
+        "double backward" in str(error),
+        str(error)[:60] + "…",
+    )
 # --8<-- [end:double-backward]
 
 # %%

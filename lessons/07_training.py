@@ -1,6 +1,6 @@
-# Lesson 07 · Training in NumPy: a hand-written MLP trained on scikit-learn's digits with CE
-# and with LSCE, the code and the checks. The narrative is the page docs/lessons/07-training.md.
-# Run: python lessons/07_training.py (or lsce run 7).
+# Lesson 07 · Training in NumPy: a hand-written MLP trained on scikit-learn's digits
+# with CE and with LSCE, the code and the checks. The narrative is the page
+# docs/lessons/07-training.md. Run: python lessons/07_training.py (or lsce run 7).
 
 # %%
 import time
@@ -9,7 +9,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_examples import digits_mlp as mlp
 from lsce_scratch.gradcheck import numerical_gradient_wrt, rel_error
 from lsce_scratch.losses import lsce_backward, lsce_forward, optimal_logit_gap
@@ -38,7 +44,9 @@ console.print(
 )
 
 fig, axes = plt.subplots(2, 10, figsize=(10, 2.3))
-for ax, image, label in zip(axes.flat, split.x_train[:20], split.y_train[:20], strict=True):
+for ax, image, label in zip(
+    axes.flat, split.x_train[:20], split.y_train[:20], strict=True
+):
     ax.imshow(image.reshape(8, 8), cmap="gray_r")
     ax.set_title(str(label), fontsize=9)
     ax.axis("off")
@@ -50,7 +58,8 @@ table.step("2. Layers as forward/backward pairs")
 
 # --8<-- [start:gradcheck]
 def mlp_gradient_check(epsilon: float, seed: int = 3) -> float:
-    """Largest rel_error between the MLP's backward and central differences (float64)."""
+    """Largest rel_error between the MLP's backward and central differences
+    (float64)."""
     rng = np.random.default_rng(seed)
     model = mlp.MLP((8, 6, 5, 4), rng, linear=Linear)
     x, y = rng.standard_normal((5, 8)), rng.integers(0, 4, 5)
@@ -120,12 +129,20 @@ fig, (ax_loss, ax_nll, ax_acc) = plt.subplots(1, 3, figsize=(14, 3.8))
 for name, (_, history) in runs.items():
     c = colours[name]
     ax_loss.semilogy(epochs, history.train_loss, color=c, label=f"{name} train")
-    ax_loss.semilogy(epochs, history.val_loss, color=c, ls="--", label=f"{name} validation")
+    ax_loss.semilogy(
+        epochs, history.val_loss, color=c, ls="--", label=f"{name} validation"
+    )
     ax_nll.plot(epochs, history.val_nll, color=c, label=name)
     ax_acc.plot(epochs, history.train_accuracy, color=c, label=f"{name} train")
-    ax_acc.plot(epochs, history.val_accuracy, color=c, ls="--", label=f"{name} validation")
-ax_loss.axhline(floor, color="grey", lw=0.8, ls=":", label=f"LSCE floor H(q) = {floor:.3f}")
-ax_loss.set(xlabel="epoch", ylabel="training objective (log scale)", title="each model's loss")
+    ax_acc.plot(
+        epochs, history.val_accuracy, color=c, ls="--", label=f"{name} validation"
+    )
+ax_loss.axhline(
+    floor, color="grey", lw=0.8, ls=":", label=f"LSCE floor H(q) = {floor:.3f}"
+)
+ax_loss.set(
+    xlabel="epoch", ylabel="training objective (log scale)", title="each model's loss"
+)
 ax_nll.set(xlabel="epoch", ylabel="NLL (nats)", title="validation NLL (plain CE)")
 ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0.9, 1.002), title="accuracy")
 for ax in (ax_loss, ax_nll, ax_acc):
@@ -135,13 +152,16 @@ save_figure(fig, "07_curves.png")
 table.claim(
     "both models fit the training set: 100 % training accuracy at the end",
     ce_history.train_accuracy[-1] == 1.0 and ls_history.train_accuracy[-1] == 1.0,
-    ", ".join(f"{name} {100 * h.train_accuracy[-1]:.1f} %" for name, (_, h) in runs.items()),
+    ", ".join(
+        f"{name} {100 * h.train_accuracy[-1]:.1f} %" for name, (_, h) in runs.items()
+    ),
 )
 # the epoch with CE's lowest validation NLL, and how far its training loss fell after it
 best = int(np.argmin(ce_history.val_nll)) + 1
 fall = ce_history.train_loss[best - 1] / ce_history.train_loss[-1]
 table.claim(
-    "CE's validation NLL is lowest in the first half; its training loss falls 10× after that",
+    "CE's validation NLL is lowest in the first half; its training "
+    "loss falls 10× after that",
     best <= recipe.epochs // 2 and fall > 10,
     f"lowest validation NLL at epoch {best} of {recipe.epochs}; "
     f"training loss then falls {fall:.0f}× more",
@@ -159,24 +179,35 @@ ls_gap = logit_gap(ls.forward(split.x_train)[0], split.y_train)
 
 fig, (ax_curve, ax_hist) = plt.subplots(1, 2, figsize=(12, 3.8))
 ax_curve.plot(epochs, ce_history.train_gap, color=colours["CE"], label="CE")
-ax_curve.plot(epochs, ls_history.train_gap, color=colours["LSCE"], label="LSCE, ε = 0.1")
-ax_curve.axhline(
-    analytic_gap, color="k", ls="--", lw=1, label=f"ln(1 + K(1−ε)/ε) = {analytic_gap:.2f}"
+ax_curve.plot(
+    epochs, ls_history.train_gap, color=colours["LSCE"], label="LSCE, ε = 0.1"
 )
-ax_curve.set(xlabel="epoch", ylabel="mean z_y − max_{k≠y} z_k", title="logit gap, training set")
+ax_curve.axhline(
+    analytic_gap,
+    color="k",
+    ls="--",
+    lw=1,
+    label=f"ln(1 + K(1−ε)/ε) = {analytic_gap:.2f}",
+)
+ax_curve.set(
+    xlabel="epoch", ylabel="mean z_y − max_{k≠y} z_k", title="logit gap, training set"
+)
 ax_curve.legend()
 bins = np.linspace(min(ce_gap.min(), ls_gap.min()), ce_gap.max(), 60)
 ax_hist.hist(ce_gap, bins=bins, alpha=0.6, color=colours["CE"], label="CE")
 ax_hist.hist(ls_gap, bins=bins, alpha=0.6, color=colours["LSCE"], label="LSCE")
 ax_hist.axvline(analytic_gap, color="k", ls="--", lw=1)
-ax_hist.set(xlabel="z_y − max_{k≠y} z_k", ylabel="training images", title="after training")
+ax_hist.set(
+    xlabel="z_y − max_{k≠y} z_k", ylabel="training images", title="after training"
+)
 ax_hist.legend()
 save_figure(fig, "07_logit_gap.png")
 
 middle = recipe.epochs // 2
 console.print(
-    f"mean training gap: CE {ce_history.train_gap[middle - 1]:.2f} at epoch {middle}, "
-    f"{ce_gap.mean():.2f} at the end; LSCE {ls_gap.mean():.2f}; ln 91 = {analytic_gap:.3f}"
+    f"mean training gap: CE {ce_history.train_gap[middle - 1]:.2f} at epoch "
+    f"{middle}, {ce_gap.mean():.2f} at the end; LSCE {ls_gap.mean():.2f}; "
+    f"ln 91 = {analytic_gap:.3f}"
 )
 if logit_gap is not mlp.logit_gap:
     table.compare(
@@ -186,7 +217,8 @@ if logit_gap is not mlp.logit_gap:
         rtol=0,
         uses="7.3",
     )
-# 20 quick-mode epochs are too few to converge: there we only check the gap stays bounded
+# 20 quick-mode epochs are too few to converge:
+# there we only check the gap stays bounded
 off_by = ls_gap.mean() / analytic_gap - 1
 table.claim(
     "LSCE's mean training gap ends within 10 % of ln(1 + K(1−ε)/ε)"
@@ -214,16 +246,28 @@ table.claim(
 
 # %% Confidence
 table.step("7. Confidence")
-probs = {name: softmax(model.forward(split.x_test)[0]) for name, (model, _) in runs.items()}
+probs = {
+    name: softmax(model.forward(split.x_test)[0]) for name, (model, _) in runs.items()
+}
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for name, p in probs.items():
-    ax.hist(p.max(axis=1), bins=np.linspace(0.1, 1, 73), alpha=0.6, color=colours[name], label=name)
+    ax.hist(
+        p.max(axis=1),
+        bins=np.linspace(0.1, 1, 73),
+        alpha=0.6,
+        color=colours[name],
+        label=name,
+    )
 ax.axvline(q_true, color="k", ls="--", lw=1, label=f"1 − ε + ε/K = {q_true:.2f}")
-ax.set(xlabel="confidence max_k p_k", ylabel="test images", yscale="log", title="test set")
+ax.set(
+    xlabel="confidence max_k p_k", ylabel="test images", yscale="log", title="test set"
+)
 ax.legend()
 save_figure(fig, "07_confidence.png")
 
-accuracy = {name: float(np.mean(p.argmax(axis=1) == split.y_test)) for name, p in probs.items()}
+accuracy = {
+    name: float(np.mean(p.argmax(axis=1) == split.y_test)) for name, p in probs.items()
+}
 confidence = {name: float(np.mean(p.max(axis=1))) for name, p in probs.items()}
 for name in runs:
     console.print(
@@ -246,8 +290,11 @@ table.step("8. The penultimate layer")
 
 
 # --8<-- [start:projection]
-def template_plane(model: mlp.MLP, classes: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """An origin and an orthonormal basis (2 × H) of the plane through three templates."""
+def template_plane(
+    model: mlp.MLP, classes: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An origin and an orthonormal basis (2 × H) of the plane
+    through three templates."""
     w = model.classifier.W[:, list(classes)].T  # three templates w_k, shape (3, H)
     # Gram–Schmidt on w_b − w_a and w_c − w_a
     u = w[1] - w[0]
@@ -264,7 +311,10 @@ fig, axes = plt.subplots(2, 2, figsize=(10, 9))
 for row, (name, (model, _)) in enumerate(runs.items()):
     origin, basis = template_plane(model, classes)
     for col, (x, y, where) in enumerate(
-        [(split.x_train, split.y_train, "training"), (split.x_test, split.y_test, "test")]
+        [
+            (split.x_train, split.y_train, "training"),
+            (split.x_test, split.y_test, "test"),
+        ]
     ):
         ax = axes[row, col]
         for k in classes:
@@ -272,7 +322,9 @@ for row, (name, (model, _)) in enumerate(runs.items()):
             points = (model.features(x[y == k]) - origin) @ basis.T
             ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, label=f"digit {k}")
         corners = (model.classifier.W[:, list(classes)].T - origin) @ basis.T
-        ax.scatter(corners[:, 0], corners[:, 1], marker="*", s=200, c="k", label="templates")
+        ax.scatter(
+            corners[:, 0], corners[:, 1], marker="*", s=200, c="k", label="templates"
+        )
         for k, (cx, cy) in zip(classes, corners, strict=True):
             ax.annotate(f"w_{k}", (cx, cy), textcoords="offset points", xytext=(6, 6))
         ax.set(title=f"{name}, {where} images", aspect="equal")
@@ -284,7 +336,8 @@ gaps = {"CE": ce_gap, "LSCE": ls_gap}
 
 
 def summary(name: str) -> dict[str, float]:
-    """One model's numbers for the page: its curves, its gap and its test predictions."""
+    """One model's numbers for the page: its curves,
+    its gap and its test predictions."""
     model, history = runs[name]
     train_accuracy = np.array(history.train_accuracy)
     val_errors = np.sum(model.forward(split.x_val)[0].argmax(axis=1) != split.y_val)

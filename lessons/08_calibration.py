@@ -1,5 +1,5 @@
-# Lesson 08 · Calibration: ECE, temperature, Platt and isotonic regression from scratch, on
-# lesson 07's CE and LSCE digit classifiers. The narrative is the page
+# Lesson 08 · Calibration: ECE, temperature, Platt and isotonic regression from scratch,
+# on lesson 07's CE and LSCE digit classifiers. The narrative is the page
 # docs/lessons/08-calibration.md. Run: python lessons/08_calibration.py (or lsce run 8).
 
 # %%
@@ -10,7 +10,13 @@ from rich.table import Table
 from sklearn.isotonic import IsotonicRegression, isotonic_regression
 
 from lsce_course import exercises
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_examples import digits_mlp as mlp
 from lsce_examples.plots import reliability_diagram
 from lsce_scratch import calibration
@@ -30,7 +36,8 @@ pool_adjacent_violators = exercises.choose("8.3", console)
 table.step("1. Lesson 07's models, again")
 split = mlp.digits_split()
 recipe = mlp.digits_recipe(quick)
-# logits on the validation split (to fit calibrators) and on the test split (to score them)
+# logits on the validation split (to fit calibrators) and on the test split
+# (to score them)
 logits = {}
 for name, eps in (("CE", 0.0), ("LSCE", EPSILON)):
     model, _ = mlp.train_classifier(split, eps, recipe)
@@ -55,7 +62,9 @@ expected_calibration_error = table.trusted(
 
 # %% Temperature scaling
 table.step("3. Temperature scaling")
-temperature = {name: fit_temperature(z_val, y_val) for name, (z_val, _) in logits.items()}
+temperature = {
+    name: fit_temperature(z_val, y_val) for name, (z_val, _) in logits.items()
+}
 for name, t in temperature.items():
     console.print(f"{name}: fitted temperature T = {t:.3f}")
     z_val = logits[name][0]
@@ -81,16 +90,22 @@ for name, t in temperature.items():
         )
 # the rest of the lesson uses these temperatures: yours while they agreed, else ours
 fit_temperature = table.trusted("8.2", fit_temperature, calibration.fit_temperature)
-temperature = {name: fit_temperature(z_val, y_val) for name, (z_val, _) in logits.items()}
+temperature = {
+    name: fit_temperature(z_val, y_val) for name, (z_val, _) in logits.items()
+}
 
 fig, ax = plt.subplots(figsize=(7, 4))
 grid = np.geomspace(0.1, 10, 200)
 for name, (z_val, _) in logits.items():
-    curve = [calibration.negative_log_likelihood(softmax(z_val / t), y_val) for t in grid]
+    curve = [
+        calibration.negative_log_likelihood(softmax(z_val / t), y_val) for t in grid
+    ]
     (line,) = ax.plot(grid, curve, label=f"{name}: T* = {temperature[name]:.2f}")
     ax.axvline(temperature[name], color=line.get_color(), ls="--", lw=1)
 ax.axvline(1.0, color="grey", lw=0.6)
-ax.set(xscale="log", yscale="log", xlabel="temperature T", ylabel="validation NLL (nats)")
+ax.set(
+    xscale="log", yscale="log", xlabel="temperature T", ylabel="validation NLL (nats)"
+)
 ax.set_title("NLL of softmax(z / T) on the validation split")
 ax.legend()
 save_figure(fig, "08_temperature.png")
@@ -107,7 +122,9 @@ s_val = calibration.one_vs_rest_log_odds(logits["CE"][0])
 s_test = calibration.one_vs_rest_log_odds(logits["CE"][1])
 sklearn_g = np.stack(
     [
-        IsotonicRegression(out_of_bounds="clip").fit(s_val[:, k], y_val == k).predict(s_test[:, k])
+        IsotonicRegression(out_of_bounds="clip")
+        .fit(s_val[:, k], y_val == k)
+        .predict(s_test[:, k])
         for k in range(split.num_classes)
     ],
     axis=1,
@@ -123,7 +140,9 @@ table.compare(
 # p̃_k = f_k(s_k) / Σ_j f_j(s_j); a row whose every f_j is 0 gets 1/K
 sklearn_total = sklearn_g.sum(axis=1, keepdims=True)
 sklearn_isotonic = np.where(
-    sklearn_total > 0, sklearn_g / np.maximum(sklearn_total, 1e-300), 1 / split.num_classes
+    sklearn_total > 0,
+    sklearn_g / np.maximum(sklearn_total, 1e-300),
+    1 / split.num_classes,
 )
 
 # PAV itself (yours, once you have started 8.3) on one class's sorted validation targets
@@ -141,12 +160,17 @@ table.compare(
 
 fig, ax = plt.subplots(figsize=(7, 4))
 jitter = np.random.default_rng(0).uniform(-0.02, 0.02, len(targets))
-ax.scatter(s_val[order, k], targets + jitter, s=6, alpha=0.4, c="k", label=f"label == {k}")
+ax.scatter(
+    s_val[order, k], targets + jitter, s=6, alpha=0.4, c="k", label=f"label == {k}"
+)
 xs = np.linspace(s_val[:, k].min(), s_val[:, k].max(), 400)
 ax.plot(xs, 1 / (1 + np.exp(-xs)), "grey", ls=":", label="uncalibrated: σ(s) = p_k")
 ax.plot(xs, platt.calibrators[k](xs), label="Platt: σ(a s + b)")
 ax.plot(xs, isotonic.calibrators[k](xs), label="isotonic (PAV)")
-ax.set(xlabel=f"log-odds s_{k} = log(p_{k} / (1 − p_{k})), CE model", ylabel=f"P(label = {k})")
+ax.set(
+    xlabel=f"log-odds s_{k} = log(p_{k} / (1 − p_{k})), CE model",
+    ylabel=f"P(label = {k})",
+)
 ax.set_title(f"class {k}, validation split: one-vs-rest calibration maps")
 ax.legend(fontsize=8)
 save_figure(fig, "08_one_vs_rest.png")
@@ -172,7 +196,9 @@ def metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 # --8<-- [start:bootstrap]
-def ece_interval(probs: np.ndarray, labels: np.ndarray, draws: int) -> tuple[float, float]:
+def ece_interval(
+    probs: np.ndarray, labels: np.ndarray, draws: int
+) -> tuple[float, float]:
     """2.5 and 97.5 percentiles of the ECE over test sets resampled with replacement."""
     rng = np.random.default_rng(0)
     samples = (rng.integers(0, len(labels), len(labels)) for _ in range(draws))
@@ -196,12 +222,15 @@ methods = {
 }
 draws = 50 if quick else 200
 results = {name: metrics(probs, y_test) for name, probs in methods.items()}
-intervals = {name: ece_interval(probs, y_test, draws) for name, probs in methods.items()}
+intervals = {
+    name: ece_interval(probs, y_test, draws) for name, probs in methods.items()
+}
 # --8<-- [end:table]
 
 
 def row_cells(name: str) -> list[str]:
-    """One table row as text: percentages, NLL and Brier in nats and units, T if fitted."""
+    """One table row as text: percentages, NLL and Brier in nats and units,
+    T if fitted."""
     row, (low, high) = results[name], intervals[name]
     base = "CE" if name.startswith("CE") else "LSCE"
     return [
@@ -217,7 +246,9 @@ def row_cells(name: str) -> list[str]:
 
 
 headers = ["acc. %", "NLL", "ECE %", "ECE 95 % CI", "MCE %", "Brier", "conf. %", "T"]
-printed = Table(title=f"digits, test split ({len(y_test)} images), 15 bins", title_justify="left")
+printed = Table(
+    title=f"digits, test split ({len(y_test)} images), 15 bins", title_justify="left"
+)
 printed.add_column("method")
 for header in headers:
     printed.add_column(header, justify="right")
@@ -253,9 +284,11 @@ console.print(f"saved table [bold]{path}[/bold] and 08_table.md")
 
 # %% What the numbers show
 table.step("6. What the numbers show")
-# these hold on this split and seed in the full run; the quick run trains too briefly to be
-# held to them, so there they are shown but not required
-ce, ce_t, ls, ls_t = (results[n] for n in ("CE", "CE + temperature", "LSCE", "LSCE + temperature"))
+# these hold on this split and seed in the full run; the quick run trains too briefly to
+# be held to them, so there they are shown but not required
+ce, ce_t, ls, ls_t = (
+    results[n] for n in ("CE", "CE + temperature", "LSCE", "LSCE + temperature")
+)
 platt_name, iso_name = "CE + Platt (one-vs-rest)", "CE + isotonic (one-vs-rest)"
 platt_row, iso_row = results[platt_name], results[iso_name]
 
@@ -266,7 +299,8 @@ def ece_text(name: str) -> str:
 
 
 def versus(name: str, base: str) -> str:
-    """How the ECE of ``name`` compares with ``base``'s, judged by their bootstrap intervals."""
+    """How the ECE of ``name`` compares with ``base``'s,
+    judged by their bootstrap intervals."""
     (low, high), (base_low, base_high) = intervals[name], intervals[base]
     if low > base_high:
         return "worse than"
@@ -301,7 +335,8 @@ table.claim(
     required=not quick,
 )
 table.claim(
-    "one-vs-rest Platt under-shoots: confidence below accuracy, ECE interval above CE's",
+    "one-vs-rest Platt under-shoots: confidence below "
+    "accuracy, ECE interval above CE's",
     platt_row["confidence"] < platt_row["accuracy"]
     and intervals[platt_name][0] > intervals["CE"][1],
     f"confidence {platt_row['confidence']:.3f} < accuracy {platt_row['accuracy']:.3f}; "
@@ -316,7 +351,9 @@ table.claim(
 )
 table.claim(
     "temperature scaling calibrates CE at least as well as Platt and isotonic",
-    "worse" not in versus("CE + temperature", platt_name) + versus("CE + temperature", iso_name),
+    "worse"
+    not in versus("CE + temperature", platt_name)
+    + versus("CE + temperature", iso_name),
     f"ECE: temperature {ece_text('CE + temperature')}, Platt {ece_text(platt_name)}, "
     f"isotonic {ece_text(iso_name)}",
     required=not quick,
@@ -350,7 +387,8 @@ keys = {
 
 
 def side(value: float, low: float, high: float | None = None) -> str:
-    """Where ``value`` lies against a number, or against the interval [low, high], in a word."""
+    """Where ``value`` lies against a number, or against the interval [low, high],
+    in a word."""
     high = low if high is None else high
     if value < low:
         return "below"
@@ -372,7 +410,9 @@ save_run_output(
                 "accuracy_percent": 100 * row["accuracy"],
                 "confidence_percent": 100 * row["confidence"],
                 "ece_percent": 100 * row["ece"],
-                "ece_text": ece_text(name),  # "0.80 % (0.3–1.7 %)": the ECE and its interval
+                "ece_text": ece_text(
+                    name
+                ),  # "0.80 % (0.3–1.7 %)": the ECE and its interval
                 "mce_percent": 100 * row["mce"],
                 "nll": None if np.isinf(row["nll"]) else row["nll"],
                 "brier": row["brier"],
@@ -382,10 +422,14 @@ save_run_output(
         # the comparisons the page states, in words, from this run's numbers
         "words": {
             "ce_t_vs_1": side(temperature["CE"], 1),
-            "ce_by_nll": "over-confident" if temperature["CE"] > 1 else "under-confident",
+            "ce_by_nll": "over-confident"
+            if temperature["CE"] > 1
+            else "under-confident",
             "lsce_t_vs_1": side(temperature["LSCE"], 1),
             "lsce_confidence_vs_accuracy": side(ls["confidence"], ls["accuracy"]),
-            "platt_confidence_vs_accuracy": side(platt_row["confidence"], platt_row["accuracy"]),
+            "platt_confidence_vs_accuracy": side(
+                platt_row["confidence"], platt_row["accuracy"]
+            ),
             "lsce_vs_ce": versus("LSCE", "CE"),
             "lsce_t_vs_ce": versus("LSCE + temperature", "CE"),
             "lsce_t_ece_vs_lsce_interval": side(ls_t["ece"], *intervals["LSCE"]),
@@ -398,7 +442,10 @@ save_run_output(
             "isotonic_nll": (
                 "infinite: some test image's true class got probability 0"
                 if np.isinf(iso_row["nll"])
-                else f"finite ({iso_row['nll']:.3f}): no test image's true class got probability 0"
+                else (
+                    f"finite ({iso_row['nll']:.3f}): no test image's "
+                    "true class got probability 0"
+                )
             ),
         },
     },

@@ -14,7 +14,13 @@ import torch.nn.functional as F
 
 from lsce_course import exercises
 from lsce_course.exercises import find_root
-from lsce_course.report import CheckTable, console, quick_mode, save_figure, save_run_output
+from lsce_course.report import (
+    CheckTable,
+    console,
+    quick_mode,
+    save_figure,
+    save_run_output,
+)
 from lsce_scratch import fast, losses
 from lsce_scratch import nn as lnn
 from lsce_scratch.memory import numpy_peak_bytes
@@ -73,19 +79,25 @@ def fast_lsce(z, y):
 # tracemalloc sees NumPy's buffers: the peak of each call, in units of the logits' size
 n_mem = 512 if QUICK else 2048
 memory_classes = [1000, 4000] if QUICK else [1000, 4000, 16_000, 32_000]
-memory = {name: [] for name in ("naive", "simple (lesson 05)", "fast", "fast, loss only")}
+memory = {
+    name: [] for name in ("naive", "simple (lesson 05)", "fast", "fast, loss only")
+}
 for k in memory_classes:
     z, y = confident_logits(n_mem, k), rng.integers(0, k, n_mem)
     runs = {
         "naive": lambda z=z, y=y: naive_lsce(z, y, EPS),
         "simple (lesson 05)": lambda z=z, y=y: simple_lsce(z, y),
         "fast": lambda z=z, y=y: fast_lsce(z, y),
-        "fast, loss only": lambda z=z, y=y: fast.label_smoothing_cross_entropy(z, y, EPS),
+        "fast, loss only": lambda z=z, y=y: fast.label_smoothing_cross_entropy(
+            z, y, EPS
+        ),
     }
     for name, run in runs.items():
         memory[name].append(numpy_peak_bytes(run) / z.nbytes)
 for name, ratios in memory.items():
-    console.print(f"{name:>20}: peak " + ", ".join(f"{r:.2f}×" for r in ratios) + " the logits")
+    console.print(
+        f"{name:>20}: peak " + ", ".join(f"{r:.2f}×" for r in ratios) + " the logits"
+    )
 
 table.claim(
     "naive NumPy holds ≥ 3 arrays of the logits' size",
@@ -102,7 +114,9 @@ table.claim(
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for name, ratios in memory.items():
     ax.plot(memory_classes, ratios, marker="o", label=name)
-ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label="one array (the gradient)")
+ax.axhline(
+    1.0, color="k", linestyle="--", linewidth=1, label="one array (the gradient)"
+)
 ax.set(
     xscale="log",
     xlabel="classes K",
@@ -143,14 +157,24 @@ for name, t in cases.items():
         ref_loss, ref_cache = losses.lsce_forward(z, t, EPS, **options)
         z_t = torch.tensor(z, requires_grad=True)
         torch_loss = F.cross_entropy(
-            z_t, torch.tensor(t), torch.tensor(weight), reduction=reduction, label_smoothing=EPS
+            z_t,
+            torch.tensor(t),
+            torch.tensor(weight),
+            reduction=reduction,
+            label_smoothing=EPS,
         )
         torch_loss.backward(torch.tensor(dloss))
         grad = fast.lsce_backward(dloss, cache)
         ref_grad = losses.lsce_backward(dloss, ref_cache)
-        table.compare(f"{name}, {reduction}: loss vs torch", loss, torch_loss.detach(), rtol=1e-10)
-        table.compare(f"{name}, {reduction}: gradient vs torch", grad, z_t.grad, rtol=1e-10)
-        table.compare(f"{name}, {reduction}: gradient vs lesson 05", grad, ref_grad, rtol=1e-10)
+        table.compare(
+            f"{name}, {reduction}: loss vs torch", loss, torch_loss.detach(), rtol=1e-10
+        )
+        table.compare(
+            f"{name}, {reduction}: gradient vs torch", grad, z_t.grad, rtol=1e-10
+        )
+        table.compare(
+            f"{name}, {reduction}: gradient vs lesson 05", grad, ref_grad, rtol=1e-10
+        )
 # --8<-- [end:same-numbers]
 
 # p_y = 1 − 1e-6 in float32: the loss and the true-class gradient are both ≈ 1e-6
@@ -200,13 +224,16 @@ timings = {
     "naive NumPy": seconds(lambda: naive_lsce(z_np, y_np, EPS), repeats),
     "fast NumPy": seconds(lambda: fast_lsce(z_np, y_np), repeats),
     "F.cross_entropy": seconds(builtin, repeats),
-    "LSCEFunction": seconds(torch_pass(lnn.LabelSmoothingCrossEntropy(EPS), z_t, y_t), repeats),
+    "LSCEFunction": seconds(
+        torch_pass(lnn.LabelSmoothingCrossEntropy(EPS), z_t, y_t), repeats
+    ),
 }
 # a timing: a busy machine may blur it, so these two checks are not required
 table.claim(
     "fast NumPy beats the naive translation",
     timings["fast NumPy"] < timings["naive NumPy"],
-    f"K = {k_time}: {timings['fast NumPy'] * 1e3:.1f} ms vs {timings['naive NumPy'] * 1e3:.1f} ms",
+    f"K = {k_time}: {timings['fast NumPy'] * 1e3:.1f} ms vs "
+    f"{timings['naive NumPy'] * 1e3:.1f} ms",
     required=False,
 )
 table.claim(
@@ -229,7 +256,8 @@ bench = {
 }
 if "cpu" not in bench:
     raise FileNotFoundError(f"{bench_dir / 'cpu.json'} is missing: run make bench")
-# make bench's implementation names → the figure's labels and the keys of 09_results.json
+# make bench's implementation names → the figure's labels and the
+# keys of 09_results.json
 SHOWN = {
     "NumPy naive": ("naive NumPy", "naive"),
     "NumPy simple (losses)": ("simple NumPy (lesson 05)", "simple"),
@@ -237,7 +265,10 @@ SHOWN = {
     "F.cross_entropy": ("F.cross_entropy", "builtin"),
     "composite module": ("composite module (lesson 06)", "composite"),
     "LSCEFunction": ("LSCEFunction", "lsce_function"),
-    "LSCEFunction grad_in_forward": ("LSCEFunction, grad_in_forward", "grad_in_forward"),
+    "LSCEFunction grad_in_forward": (
+        "LSCEFunction, grad_in_forward",
+        "grad_in_forward",
+    ),
     "LSCEFunction inplace": ("LSCEFunction, inplace", "inplace"),
     "LSCEFunction torch ops": ("LSCEFunction, torch ops (no Triton)", "torch_ops"),
 }
@@ -251,20 +282,32 @@ def where(machine: dict) -> str:
 def ratios_at(rows: dict, size: tuple[int, int]) -> dict:
     """Each shown implementation's time over the floor's and over F.cross_entropy's."""
     shown = [(impl, key) for impl, (_, key) in SHOWN.items() if impl in rows]
-    ratios = {c: {key: rows[impl][c] for impl, key in shown} for c in ("vs_floor", "vs_builtin")}
+    ratios = {
+        c: {key: rows[impl][c] for impl, key in shown}
+        for c in ("vs_floor", "vs_builtin")
+    }
     return {"n": size[0], "k": size[1], **ratios}
 
 
 fig, axes = plt.subplots(1, len(bench), figsize=(6 * len(bench), 4), squeeze=False)
 results["bench"] = {}
 for ax, (device, data) in zip(axes[0], bench.items(), strict=True):
-    sizes = sorted({tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1])
-    rows = {s: {r["impl"]: r for r in data["results"] if tuple(r["size"]) == s} for s in sizes}
+    sizes = sorted(
+        {tuple(r["size"]) for r in data["results"]}, key=lambda s: s[0] * s[1]
+    )
+    rows = {
+        s: {r["impl"]: r for r in data["results"] if tuple(r["size"]) == s}
+        for s in sizes
+    }
     for colour, (impl, (label, _)) in enumerate(SHOWN.items()):
-        measured = [s for s in sizes if rows[s].get(impl, {}).get("vs_floor") is not None]
+        measured = [
+            s for s in sizes if rows[s].get(impl, {}).get("vs_floor") is not None
+        ]
         ratios = [rows[s][impl]["vs_floor"] for s in measured]
         if measured:
-            ax.plot([k for _, k in measured], ratios, "o-", color=f"C{colour}", label=label)
+            ax.plot(
+                [k for _, k in measured], ratios, "o-", color=f"C{colour}", label=label
+            )
     floor = "a copy of the logits" if device == "cuda" else "torch.softmax"
     ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label=f"the floor: {floor}")
     ax.set(xscale="log", yscale="log", xlabel="N × K", ylabel="time / floor time")
@@ -272,8 +315,16 @@ for ax, (device, data) in zip(axes[0], bench.items(), strict=True):
     ax.minorticks_off()
     ax.margins(x=0.15)
     machine, dtype = data["machine"], data["results"][0]["dtype"]
-    ax.set_title(f"{where(machine)}, {dtype} (make bench, {machine['date'][:10]})", fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.set_title(
+        f"{where(machine)}, {dtype} (make bench, {machine['date'][:10]})", fontsize=9
+    )
+    ax.legend(
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=2,
+        frameon=False,
+    )
     # the page's numbers: the ratios at the smallest and at the largest size
     results["bench"][device] = {
         "machine": where(machine),
@@ -293,20 +344,30 @@ table.step("4. A hundred thousand classes: chunk the classes")
 # --8<-- [start:online]
 x = rng.standard_normal((4, 50_000)) * 5
 lse_online = online_logsumexp(x, 4096)
-table.compare("online logsumexp, chunks of 4096", lse_online, logsumexp(x), rtol=1e-12, uses="9.1")
+table.compare(
+    "online logsumexp, chunks of 4096", lse_online, logsumexp(x), rtol=1e-12, uses="9.1"
+)
 # your function against the library's as well, once you have written it
 if online_logsumexp is not fast.online_logsumexp:
     reference = fast.online_logsumexp(x, 4096)
     table.compare(
-        "your online_logsumexp vs lsce_scratch", lse_online, reference, rtol=1e-12, uses="9.1"
+        "your online_logsumexp vs lsce_scratch",
+        lse_online,
+        reference,
+        rtol=1e-12,
+        uses="9.1",
     )
 
 n_big, k_big = (256, 20_000) if QUICK else (128, 128_000)
 z_big, y_big = confident_logits(n_big, k_big), rng.integers(0, k_big, n_big)
 chunked = fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192)
 plain = fast.label_smoothing_cross_entropy(z_big.astype(np.float64), y_big, EPS)
-table.compare(f"K = {k_big}: class-chunked loss (float32) vs float64", chunked, plain, rtol=1e-5)
-chunked_peak = numpy_peak_bytes(lambda: fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192))
+table.compare(
+    f"K = {k_big}: class-chunked loss (float32) vs float64", chunked, plain, rtol=1e-5
+)
+chunked_peak = numpy_peak_bytes(
+    lambda: fast.lsce_loss_chunked(z_big, y_big, EPS, chunk=8192)
+)
 # --8<-- [end:online]
 table.claim(
     "the class-chunked loss holds O(N + rows·chunk), not the logits",
@@ -330,7 +391,9 @@ hidden = rng.standard_normal((n_f, h_f)).astype(np.float32)
 w_out = (rng.standard_normal((k_f, h_f)) * 3 / np.sqrt(h_f)).astype(np.float32)
 y_f = rng.integers(0, k_f, n_f)
 chunk_rows = n_f // 8
-loss_f, d_hidden, d_w, _ = fast.linear_lsce(hidden, w_out, y_f, EPS, chunk_rows=chunk_rows)
+loss_f, d_hidden, d_w, _ = fast.linear_lsce(
+    hidden, w_out, y_f, EPS, chunk_rows=chunk_rows
+)
 # the unfused path, in float64: materialise Z = H Wᵀ, LSCE, then the chain rule by hand
 h64, w64 = hidden.astype(np.float64), w_out.astype(np.float64)
 loss_u, cache_u = fast.lsce_forward(h64 @ w64.T, y_f, EPS)
@@ -350,16 +413,20 @@ for (name, exact), ours in zip(unfused.items(), (loss_f, d_hidden, d_w), strict=
     )
 fused_results = []
 fused_peak = numpy_peak_bytes(
-    lambda: fused_results.append(fast.linear_lsce(hidden, w_out, y_f, EPS, chunk_rows=chunk_rows))
+    lambda: fused_results.append(
+        fast.linear_lsce(hidden, w_out, y_f, EPS, chunk_rows=chunk_rows)
+    )
 )
 _, d_hidden, d_w, _ = fused_results[0]
-# the two gradients it returns are the output; what it needs beyond them is the working set
+# the two gradients it returns are the output;
+# what it needs beyond them is the working set
 working = fused_peak - d_hidden.nbytes - d_w.nbytes
 logits_bytes = n_f * k_f * 4
 table.claim(
     "fused: working memory ≤ 0.25× the logits it never builds",
     working <= 0.25 * logits_bytes,
-    f"{working / logits_bytes:.3f}× ({working / 2**20:.1f} MiB beyond the two gradients)",
+    f"{working / logits_bytes:.3f}× ({working / 2**20:.1f} MiB "
+    "beyond the two gradients)",
 )
 results["fused"] = {
     "n": n_f,
@@ -392,7 +459,11 @@ try:
     caught = "no error"
 except RuntimeError as error:
     caught = str(error).split(":")[0]
-table.claim("inplace=True under exp: autograd raises", "modified by an inplace" in caught, caught)
+table.claim(
+    "inplace=True under exp: autograd raises",
+    "modified by an inplace" in caught,
+    caught,
+)
 
 # an invisible in-place write: the same overwrite through .data, which does not bump the
 # version counter, gives a wrong gradient and no error
@@ -413,14 +484,19 @@ table.claim(
 table.step("7. On a GPU: Triton kernels")
 
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
-    z_gpu = torch.tensor(confident_logits(256, 50_000), device="cuda").to(torch.bfloat16)
+    z_gpu = torch.tensor(confident_logits(256, 50_000), device="cuda").to(
+        torch.bfloat16
+    )
     y_gpu = torch.tensor(rng.integers(0, 50_000, 256), device="cuda")
     leaf = z_gpu.clone().requires_grad_(True)
     lnn.label_smoothing_cross_entropy(leaf, y_gpu, EPS).backward()
     ref = z_gpu.double().requires_grad_(True)
     F.cross_entropy(ref, y_gpu, label_smoothing=EPS).backward()
     table.compare(
-        "Triton (bf16) gradient vs float64 built-in", leaf.grad.double(), ref.grad, rtol=2e-2
+        "Triton (bf16) gradient vs float64 built-in",
+        leaf.grad.double(),
+        ref.grad,
+        rtol=2e-2,
     )
 else:
     console.print("no CUDA GPU with triton here: the Triton kernels are not run")

@@ -1,7 +1,8 @@
 # Lesson 10 · Pets on the GPU, the course's final lesson: the article's pets classifier
-# rebuilt piece by piece (lsce_examples.pets), then trained twice, with our LSCE and with
-# ε = 0. The narrative is the page docs/lessons/10-pets.md. Run: python lessons/10_pets.py
-# (or lsce run 10). Without data/oxford-iiit-pet it trains on a generated set and says so.
+# rebuilt piece by piece (lsce_examples.pets), then trained twice, with our LSCE and
+# with ε = 0. The narrative is the page docs/lessons/10-pets.md. Run:
+# python lessons/10_pets.py (or lsce run 10). Without data/oxford-iiit-pet it trains on
+# a generated set and says so.
 
 # %%
 import json
@@ -42,9 +43,14 @@ table.step("Lines 1–4: the data")
 # --8<-- [start:labels]
 for name in ("Abyssinian_5.jpg", "great_pyrenees_12.jpg", "Abyssinian_100.mat"):
     breed = data.breed_of(name)
-    kind = "not an image name" if breed is None else ("cat" if data.is_cat(breed) else "dog")
+    kind = (
+        "not an image name"
+        if breed is None
+        else ("cat" if data.is_cat(breed) else "dog")
+    )
     console.print(f"{name:>24} → {breed} ({kind})")
-# valid_pct = 0.2 of the 7,390 images: a seeded permutation, the first 1,478 for validation
+# valid_pct = 0.2 of the 7,390 images: a seeded permutation,
+# the first 1,478 for validation
 train_items, valid_items = data.random_split(7390)
 # --8<-- [end:labels]
 table.claim(
@@ -65,7 +71,9 @@ table.step("Line 5: transforms, resizing and normalisation")
 demo = work / "augment-demo"
 demo.mkdir(parents=True, exist_ok=True)
 size, breeds, draws = 96, (0, 9, 20, 33), 6
-canvases = np.zeros((len(breeds), data.canvas_side(size), data.canvas_side(size), 3), np.uint8)
+canvases = np.zeros(
+    (len(breeds), data.canvas_side(size), data.canvas_side(size), 3), np.uint8
+)
 sizes = []
 for row, k in enumerate(breeds):
     path = demo / f"{data.BREEDS[k]}_1.jpg"
@@ -75,7 +83,8 @@ for row, k in enumerate(breeds):
 sizes = torch.tensor(sizes).repeat_interleave(draws, dim=0)
 batch = torch.from_numpy(canvases).repeat_interleave(draws, dim=0)
 # --8<-- [start:augment-demo]
-# the first column gets the validation centre crop, the others random training transforms
+# the first column gets the validation centre crop,
+# the others random training transforms
 random = augment.random_transforms(sizes, torch.Generator().manual_seed(0))
 centre = augment.center_transforms(sizes)
 is_first = torch.arange(len(sizes)) % draws == 0
@@ -101,11 +110,14 @@ t = torch.linspace(-5, 5, 101, dtype=torch.float64)
 folded = reflect(t)
 # your function against the library's as well, once you have written it
 if reflect is not augment.reflect:
-    table.compare("your reflect vs the reference", folded, augment.reflect(t), uses="10.2")
+    table.compare(
+        "your reflect vs the reference", folded, augment.reflect(t), uses="10.2"
+    )
 mirrored = reflect(torch.tensor([0.3, 1.2, -1.3, 2.5], dtype=torch.float64)).tolist()
 table.claim(
     "reflection mirrors at ±1 (0.3, 1.2, −1.3, 2.5 → 0.3, 0.8, −0.7, −0.5)",
-    bool((folded.abs() <= 1 + 1e-12).all()) and np.allclose(mirrored, [0.3, 0.8, -0.7, -0.5]),
+    bool((folded.abs() <= 1 + 1e-12).all())
+    and np.allclose(mirrored, [0.3, 0.8, -0.7, -0.5]),
     f"got {', '.join(f'{v:.2f}' for v in mirrored)}",
     uses="10.2",
 )
@@ -121,10 +133,14 @@ n_resnet = sum(p.numel() for p in resnet.parameters())
 n_head = sum(p.numel() for p in pets_model.head.parameters())
 n_body = sum(p.numel() for p in pets_model.body.parameters())
 # frozen: the convolutions; still trained: the body's BatchNorm scales and shifts
-n_body_trainable = sum(p.numel() for p in pets_model.body.parameters() if p.requires_grad)
+n_body_trainable = sum(
+    p.numel() for p in pets_model.body.parameters() if p.requires_grad
+)
 # --8<-- [end:parameters]
 table.claim(
-    "ResNet34 = torchvision's 21,797,672 parameters", n_resnet == 21_797_672, f"{n_resnet:,}"
+    "ResNet34 = torchvision's 21,797,672 parameters",
+    n_resnet == 21_797_672,
+    f"{n_resnet:,}",
 )
 table.claim("fastai head = 546,853 parameters", n_head == 546_853, f"{n_head:,}")
 table.claim(
@@ -156,10 +172,14 @@ table.claim(
     f"lr {schedule[0, 0]:.2e}, β1 {schedule[0, 1]:.3f}",
     uses="10.1",
 )
-schedule = table.trusted("10.1", schedule, reference)  # the figure shows the right schedule
+schedule = table.trusted(
+    "10.1", schedule, reference
+)  # the figure shows the right schedule
 fig, (ax_lr, ax_mom) = plt.subplots(1, 2, figsize=(9, 3.2))
 ax_lr.plot(steps, schedule[:, 0])
-ax_lr.set(xlabel="batch", ylabel="learning rate (head)", title="one-cycle learning rate")
+ax_lr.set(
+    xlabel="batch", ylabel="learning rate (head)", title="one-cycle learning rate"
+)
 ax_mom.plot(steps, schedule[:, 1], color="tab:orange")
 ax_mom.set(xlabel="batch", ylabel="Adam β1", title="one-cycle momentum")
 save_figure(fig, "10_one_cycle.png")
@@ -178,11 +198,20 @@ runs, predictions = {}, {}
 # the same loss class twice: ε = 0.1, then ε = 0 (plain cross-entropy)
 for name, loss in (("LSCE", "lsce"), ("CE", "ce")):
     out = work / name.lower()
-    options = [*source, *(tiny if quick else []), "--loss", loss, "--epsilon", str(EPSILON)]
+    options = [
+        *source,
+        *(tiny if quick else []),
+        "--loss",
+        loss,
+        "--epsilon",
+        str(EPSILON),
+    ]
     code = command.main([*options, "--out", str(out), "--seed", "0"])
     written = (out / "metrics.json").is_file()
     table.claim(
-        f"{name} run finishes and writes metrics.json", code == 0 and written, f"exit {code}"
+        f"{name} run finishes and writes metrics.json",
+        code == 0 and written,
+        f"exit {code}",
     )
     if written:
         runs[name] = json.loads((out / "metrics.json").read_text())
@@ -195,7 +224,15 @@ table.step("What we measure")
 # the LSCE optimum gives the true class 1 − ε + ε/K, and never more
 cap = 1 - EPSILON + EPSILON / K
 columns = ("error", "NLL", "ECE", "Brier", "T", "mean conf", "max conf")
-keys = ("error_rate", "nll", "ece", "brier", "temperature", "mean_confidence", "max_confidence")
+keys = (
+    "error_rate",
+    "nll",
+    "ece",
+    "brier",
+    "temperature",
+    "mean_confidence",
+    "max_confidence",
+)
 summary = Table(title="validation set", title_justify="left")
 for column in ("run", *columns):
     summary.add_column(column, justify="right")
@@ -230,12 +267,15 @@ if "LSCE" in runs:
     )
 # the same table for the page, with where its numbers come from
 rows = [
-    f"| {name} | " + " | ".join(f"{m[key]:.4f}" for key in keys) + " |" for name, m in runs.items()
+    f"| {name} | " + " | ".join(f"{m[key]:.4f}" for key in keys) + " |"
+    for name, m in runs.items()
 ]
 header = ["| run | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
 synthetic_run = bool(runs) and next(iter(runs.values()))["synthetic"]
 source_name = (
-    "the synthetic set (generated images, not pets)" if synthetic_run else "Oxford-IIIT Pet"
+    "the synthetic set (generated images, not pets)"
+    if synthetic_run
+    else "Oxford-IIIT Pet"
 )
 note = f"The validation set of {source_name}; T is the fitted temperature."
 save_run_output("10_summary.md", "\n".join([*header, *rows, "", note]) + "\n")
@@ -253,12 +293,22 @@ if len(predictions) == 2:
         epochs = [h["epoch"] for h in m["history"]]
         style = {"color": f"C{colour}"}
         ax_loss.plot(
-            epochs, [h["valid_loss"] for h in m["history"]], "o-", **style, label=f"{name} valid"
+            epochs,
+            [h["valid_loss"] for h in m["history"]],
+            "o-",
+            **style,
+            label=f"{name} valid",
         )
         ax_loss.plot(
-            epochs, [h["train_loss"] for h in m["history"]], "x--", **style, label=f"{name} train"
+            epochs,
+            [h["train_loss"] for h in m["history"]],
+            "x--",
+            **style,
+            label=f"{name} train",
         )
-        ax_err.plot(epochs, [h["error_rate"] for h in m["history"]], "o-", **style, label=name)
+        ax_err.plot(
+            epochs, [h["error_rate"] for h in m["history"]], "o-", **style, label=name
+        )
     ax_loss.set(xlabel="epoch", ylabel="loss (each run's own)", xticks=epochs)
     ax_err.set(xlabel="epoch", ylabel="error rate", xticks=epochs)
     ax_loss.legend(fontsize=7)
@@ -271,7 +321,9 @@ if synthetic_run:
 table.step("On a GPU")
 
 # what benchmarks/pets_gpu.py measured on a GPU, for the page (not measured here)
-gpu = json.loads((find_root() / "docs" / "benchmarks" / "pets_gpu_h200.json").read_text())
+gpu = json.loads(
+    (find_root() / "docs" / "benchmarks" / "pets_gpu_h200.json").read_text()
+)
 phases = gpu["phases"]
 gpu_numbers = {
     "device": gpu["device"],
@@ -288,8 +340,9 @@ gpu_numbers = {
     "recipe_seconds": phases["recipe"]["wall_seconds"],
 }
 console.print(
-    f"{gpu_numbers['device']}: {gpu_numbers['speedup']:.2f}× the plain loop's images/s; "
-    f"the 4-epoch recipe in {gpu_numbers['recipe_seconds']:.1f} s, decoding included"
+    f"{gpu_numbers['device']}: {gpu_numbers['speedup']:.2f}× the plain "
+    "loop's images/s; the 4-epoch recipe in "
+    f"{gpu_numbers['recipe_seconds']:.1f} s, decoding included"
 )
 save_run_output("10_results.json", {"gpu": gpu_numbers})
 

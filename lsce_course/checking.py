@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lsce_course import course
+from lsce_course import course, messages
 from lsce_course import exercises as ex
 
 NOT_STARTED, BLOCKED, ERROR, TIMED_OUT, FAILING, PASSED, NO_TESTS = (
@@ -39,7 +39,9 @@ NOT_STARTED, BLOCKED, ERROR, TIMED_OUT, FAILING, PASSED, NO_TESTS = (
     "no tests",
 )
 STATE_FILE = Path(".lsce") / "state.json"
-STATE_VERSION = "2"  # part of every fingerprint: a new result format forgets old results
+STATE_VERSION = (
+    "3"  # part of every fingerprint: a new result format forgets old results
+)
 # seconds one test may run before the check stops it ($LSCE_TIMEOUT or --timeout)
 DEFAULT_TIMEOUT = 30.0
 # seconds pytest may take to start and collect, before the first test runs
@@ -64,6 +66,8 @@ class Failure:
     reason: str  # one line: what went wrong
     detail: str = ""  # the rest: expected vs got, then the input
     where: str = ""  # the learner's line that raised: "<file>, line 17: return x[5]"
+    # the fields above that are a message of lsce_course.messages: field → [id, values]
+    i18n: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Result:
     failures: tuple[Failure, ...] = ()
     note: str = ""  # said with any status, e.g. that the function is defined twice
     output: str = ""  # what the learner's code printed during the tests
+    # the fields above that are a message of lsce_course.messages: field → [id, values]
+    i18n: dict = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> Result:
@@ -88,10 +94,31 @@ class TestRun:
     """The records of one pytest run, and the test that was stopped, if one was."""
 
     records: list[dict] = field(default_factory=list)  # one per finished test
-    collected: list[dict] = field(default_factory=list)  # every test, with its exercises
+    collected: list[dict] = field(
+        default_factory=list
+    )  # every test, with its exercises
     hung: dict | None = None  # the start event of the test that ran out of time
     died: dict | None = None  # the start event of the test during which pytest ended
     cancelled: bool = False
+
+
+def _said(field_name: str, message_id: str, /, **values: object) -> dict:
+    """The keyword arguments that give a Result's or a Failure's field ``field_name`` the
+    English text of a message, and remember the message for :func:`text` in another language."""
+    return {
+        field_name: messages.message(message_id, "en", **values),
+        "i18n": {field_name: [message_id, values]},
+    }
+
+
+def text(said: Result | Failure, name: str, lang: str = messages.DEFAULT) -> str:
+    """Field ``name`` of a result or a failure in ``lang``: its message where it is one,
+    else the text as it is (a test's own assertion, a learner's error, in English)."""
+    key = said.i18n.get(name)
+    if key is None or lang == "en":
+        return getattr(said, name)
+    message_id, values = key
+    return messages.message(message_id, lang, **values)
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -110,7 +137,9 @@ def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
         handle.seek(offset)
         data = handle.read()
     complete = data[: data.rfind(b"\n") + 1]
-    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line]
+    events = [
+        json.loads(line) for line in complete.decode("utf-8").splitlines() if line
+    ]
     return events, offset + len(complete)
 
 
@@ -132,7 +161,10 @@ def run_tests(
     markers = " or ".join(e.marker for e in selected)
     run = TestRun()
     with tempfile.TemporaryDirectory() as folder:
-        events_file, log_file = Path(folder) / "events.jsonl", Path(folder) / "pytest.log"
+        events_file, log_file = (
+            Path(folder) / "events.jsonl",
+            Path(folder) / "pytest.log",
+        )
         command = [
             sys.executable, "-m", "pytest", *files, "-m", markers, f"--impl={impl}",
             "-p", "lsce_course.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:timeout",
@@ -192,38 +224,39 @@ def _failure(record: dict, exercise: ex.Exercise) -> Failure:
         name = exercise.function.split(".")[-1]
         raised = f"{record['exception']}: {first}" if first else record["exception"]
         if where:
-            return Failure(record["name"], kind, f"your {name} raised {raised}", rest, where)
-        kind, first = "mismatch", f"{raised} (in the test, from what your {name} returned)"
+            said = _said("reason", "reason.raised", name=name, raised=raised)
+            return Failure(record["name"], kind, detail=rest, where=where, **said)
+        said = _said("reason", "reason.raised_in_test", raised=raised, name=name)
+        return Failure(record["name"], "mismatch", detail=rest, where=where, **said)
     if kind == "mismatch" and not first:
-        first = f"{record['exception'] or 'AssertionError'} (no message)"
+        exception = record["exception"] or "AssertionError"
+        said = _said("reason", "reason.no_message", exception=exception)
+        return Failure(record["name"], kind, detail=rest, where=where, **said)
     return Failure(record["name"], kind, first, rest, where)
 
 
 def _timed_out(exercise: ex.Exercise, hung: dict, timeout: float) -> Result:
     name = exercise.function.split(".")[-1]
+    seconds = f"{timeout:g}"
+    stopped = Failure(
+        hung["name"], "timeout", **_said("reason", "reason.timed_out", seconds=seconds)
+    )
     return Result(
         exercise.id,
         TIMED_OUT,
-        f"{name} did not return within {timeout:g} s",
-        (
-            Failure(
-                hung["name"],
-                "timeout",
-                f"stopped after {timeout:g} s: look for a loop that never ends (a while loop "
-                f"whose condition never changes, say), or run with --timeout for more time",
-            ),
-        ),
+        failures=(stopped,),
+        **_said("summary", "summary.timed_out", name=name, seconds=seconds),
     )
 
 
 def _process_ended(exercise: ex.Exercise, died: dict) -> Result:
-    ending = Failure(
-        died["name"],
-        "crash",
-        "Python itself stopped during this test: does your code call os._exit() or kill "
-        "its own process?",
+    ending = Failure(died["name"], "crash", **_said("reason", "reason.process_ended"))
+    return Result(
+        exercise.id,
+        ERROR,
+        failures=(ending,),
+        **_said("summary", "summary.process_ended"),
     )
-    return Result(exercise.id, ERROR, "the test process ended early", (ending,))
 
 
 def _result_for(
@@ -236,34 +269,45 @@ def _result_for(
     mine = [r for r in records if exercise.marker in r["exercises"]]
     output = "".join(r.get("output", "") for r in mine)
     if not mine:
-        return Result(exercise.id, NO_TESTS, f"no tests are marked {exercise.marker}")
+        return Result(
+            exercise.id,
+            NO_TESTS,
+            **_said("summary", "summary.no_tests", marker=exercise.marker),
+        )
     failed = [r for r in mine if r["outcome"] == "failed"]
     if not failed:
-        return Result(exercise.id, PASSED, f"{len(mine)} tests pass", (), note, output)
+        said = _said("summary", "summary.tests_pass", count=len(mine))
+        return Result(exercise.id, PASSED, note=note, output=output, **said)
     files = [r for r in failed if r["kind"] == "file"]
     if files:
         problem = Failure(files[0]["name"], "file", files[0]["message"])
-        summary = "your file cannot be used"
-        return Result(exercise.id, ERROR, summary, (problem,), note, output)
+        said = _said("summary", "summary.file_unusable")
+        return Result(
+            exercise.id, ERROR, failures=(problem,), note=note, output=output, **said
+        )
     if all(r["kind"] == "stub" for r in failed):
         functions = {e.id: e.function for e in manifest}
         named = {m for r in failed for m in _EXERCISE_ID.findall(r["message"])}
         blockers = sorted(i for i in named if functions.get(i) != exercise.function)
         if blockers:
-            summary = (
-                f"needs exercise {', '.join(blockers)} first (its function is not written yet)"
-            )
-            return Result(exercise.id, BLOCKED, summary, (), note, output)
+            said = _said("summary", "summary.blocked", ids=", ".join(blockers))
+            return Result(exercise.id, BLOCKED, note=note, output=output, **said)
         summary = failed[0]["message"] or "your code raised NotImplementedError"
         return Result(exercise.id, NOT_STARTED, summary, (), note, output)
-    failures = sorted((_failure(r, exercise) for r in failed), key=lambda f: _RANK[f.kind])
+    failures = sorted(
+        (_failure(r, exercise) for r in failed), key=lambda f: _RANK[f.kind]
+    )
     status = ERROR if failures[0].kind == "crash" else FAILING
-    fail = "test fails" if len(mine) == 1 else "tests fail"
-    summary = f"{len(failed)} of {len(mine)} {fail}"
-    return Result(exercise.id, status, summary, tuple(failures), note, output)
+    fail = "summary.test_fails" if len(mine) == 1 else "summary.tests_fail"
+    said = _said("summary", fail, failed=len(failed), total=len(mine))
+    return Result(
+        exercise.id, status, failures=tuple(failures), note=note, output=output, **said
+    )
 
 
-def dependencies(exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]) -> list[Path]:
+def dependencies(
+    exercise: ex.Exercise, root: Path, manifest: list[ex.Exercise]
+) -> list[Path]:
     """The files an exercise's result depends on: its own file, the files of the exercises
     it requires and of the exercise files they import (transitively), and its tests."""
     by_id = {e.id: e for e in manifest}
@@ -327,10 +371,18 @@ def _before_running(exercise: ex.Exercise, root: Path) -> Result | ex.Definition
     try:
         definition = ex.read_definition(exercise, root)
     except ex.LearnerFileError as error:
-        problem = Failure("reading your file", "file", str(error))
-        return Result(exercise.id, ERROR, "your file cannot be used", (problem,))
+        problem = Failure(
+            kind="file", reason=str(error), **_said("test", "test.reading_file")
+        )
+        return Result(
+            exercise.id,
+            ERROR,
+            failures=(problem,),
+            **_said("summary", "summary.file_unusable"),
+        )
     if not definition.started:
-        return Result(exercise.id, NOT_STARTED, "the stub is untouched", (), definition.note)
+        said = _said("summary", "summary.stub_untouched")
+        return Result(exercise.id, NOT_STARTED, note=definition.note, **said)
     return definition
 
 
@@ -355,7 +407,11 @@ def check(
     results: dict[str, Result] = {}
     notes: dict[str, str] = {}
     for exercise in selected:
-        remembered = _remembered(state, exercise, fingerprints[exercise.id]) if use_cache else None
+        remembered = (
+            _remembered(state, exercise, fingerprints[exercise.id])
+            if use_cache
+            else None
+        )
         found = remembered or _before_running(exercise, root)
         if isinstance(found, Result):
             results[exercise.id] = found
@@ -368,7 +424,9 @@ def check(
             return None
         done = {r["nodeid"] for r in run.records}
         for exercise in to_run:
-            tests = [t["nodeid"] for t in run.collected if exercise.marker in t["exercises"]]
+            tests = [
+                t["nodeid"] for t in run.collected if exercise.marker in t["exercises"]
+            ]
             if run.hung and exercise.marker in run.hung["exercises"]:
                 results[exercise.id] = _timed_out(exercise, run.hung, timeout)
             elif run.died and exercise.marker in run.died["exercises"]:
@@ -380,7 +438,9 @@ def check(
         # a stopped test leaves the exercises after it unchecked: run those again
         unchecked = [e for e in to_run if e.id not in results]
         if len(unchecked) == len(to_run):
-            raise RuntimeError(f"pytest ended without running every test of {markers_of(to_run)}")
+            raise RuntimeError(
+                f"pytest ended without running every test of {markers_of(to_run)}"
+            )
         to_run = unchecked
     for exercise in selected:
         state[exercise.id] = {
@@ -427,12 +487,17 @@ def verify_manifest(root: Path | None = None) -> list[str]:
     if len(set(ids)) != len(ids):
         problems.append("manifest has duplicate ids")
     first_id_of: dict[tuple[str, str], str] = {}
-    pages = {lesson.number: root / "docs" / lesson.page for lesson in course.load_lessons(root)}
+    pages = {
+        lesson.number: root / "docs" / lesson.page
+        for lesson in course.load_lessons(root)
+    }
     for e in manifest:
         first_id_of.setdefault((e.file, e.function), e.id)
         where = f"exercise {e.id}"
         if not re.fullmatch(r"\d+\.\d+", e.id) or int(e.id.split(".")[0]) != e.lesson:
-            problems.append(f"{where}: id must be '<lesson>.<n>' with lesson {e.lesson}")
+            problems.append(
+                f"{where}: id must be '<lesson>.<n>' with lesson {e.lesson}"
+            )
         stub = ex.learner_path(e, root)
         if not stub.is_file():
             problems.append(f"{where}: stub file {stub} is missing")
@@ -441,36 +506,65 @@ def verify_manifest(root: Path | None = None) -> list[str]:
         elif f"Exercise {first_id_of[(e.file, e.function)]} " not in stub.read_text(
             encoding="utf-8"
         ):
-            problems.append(f"{where}: the stub's NotImplementedError must name its exercise id")
+            problems.append(
+                f"{where}: the stub's NotImplementedError must name its exercise id"
+            )
         try:
             module, _, name = e.reference.partition(":")
             getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as error:
-            problems.append(f"{where}: reference {e.reference} cannot be imported ({error})")
+            problems.append(
+                f"{where}: reference {e.reference} cannot be imported ({error})"
+            )
         if not (root / e.tests).is_file():
             problems.append(f"{where}: tests file {e.tests} is missing")
         if len([h for h in e.hints if h.strip()]) < 2:
             problems.append(f"{where}: needs at least two hints")
         for needed in e.requires:
             if needed not in ids[: ids.index(e.id)]:
-                problems.append(f"{where}: requires {needed}, which is not an earlier exercise")
+                problems.append(
+                    f"{where}: requires {needed}, which is not an earlier exercise"
+                )
         page = pages.get(e.lesson)
         marker = f"<!-- lsce:exercise {e.id} -->"
         if page is None or marker not in page.read_text(encoding="utf-8"):
             problems.append(f"{where}: its lesson's page does not show {marker}")
         if not e.library_note.strip():
-            problems.append(f"{where}: needs a library_note (what the library's version adds)")
+            problems.append(
+                f"{where}: needs a library_note (what the library's version adds)"
+            )
+        problems += _chinese_problems(e, where)
         solution = root / "lessons" / "solutions" / e.file
         solved = solution.is_file() and ex.definitions(
             ast.parse(solution.read_text(encoding="utf-8")), e.function
         )
         if not solved:
-            problems.append(f"{where}: lessons/solutions/{e.file} must define {e.function}")
+            problems.append(
+                f"{where}: lessons/solutions/{e.file} must define {e.function}"
+            )
     listed = {(e.file, e.function) for e in manifest}
     for stub in sorted((root / ex.MANIFEST.parent).glob("ex*.py")):
         for function in _stub_functions(stub):
             if (stub.name, function) not in listed:
                 problems.append(f"{stub.name}: stub {function} is not in the manifest")
+    return problems
+
+
+def _chinese_problems(e: ex.Exercise, where: str) -> list[str]:
+    """What the Chinese edition of a manifest entry lacks: its title, its library note, or
+    hint levels (hints_zh needs at least as many as hints)."""
+    problems = []
+    if not e.title_zh.strip() or "\n" in e.title_zh:
+        problems.append(f"{where}: needs a title_zh (the title in Chinese, one line)")
+    levels = len([h for h in e.hints_zh if h.strip()])
+    if levels < len(e.hints):
+        problems.append(
+            f"{where}: hints_zh has {levels} level(s), fewer than the {len(e.hints)} of hints"
+        )
+    if not e.library_note_zh.strip():
+        problems.append(
+            f"{where}: needs a library_note_zh (the library_note in Chinese)"
+        )
     return problems
 
 
@@ -487,7 +581,9 @@ def verify_stubs_unsolved(root: Path | None = None) -> list[str]:
             problems.append(f"exercise {e.id}: no tests collected (marker {e.marker})")
         for record in mine:
             if record["outcome"] == "passed":
-                problems.append(f"exercise {e.id}: {record['nodeid']} passes on the untouched stub")
+                problems.append(
+                    f"exercise {e.id}: {record['nodeid']} passes on the untouched stub"
+                )
             elif record["exception"] != "NotImplementedError":
                 problems.append(
                     f"exercise {e.id}: {record['nodeid']} fails with {record['exception']}, "

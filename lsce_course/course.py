@@ -49,4 +49,6 @@ def load_lessons(root: Path | None = None) -> list[Lesson]:
 def find_lesson(number: str, root: Path | None = None) -> Lesson | None:
     """The lesson with this number ('4' or '04'), or None."""
     wanted = number.lstrip("0")
-    return next((lesson for lesson in load_lessons(root) if str(lesson.number) == wanted), None)
+    return next(
+        (lesson for lesson in load_lessons(root) if str(lesson.number) == wanted), None
+    )

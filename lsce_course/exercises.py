@@ -2,8 +2,9 @@
 
 ``lessons/exercises/exercises.toml`` is the one list of exercises. Each entry names the
 learner's file and function, the ``lsce_scratch`` object with the same contract (the
-reference), the tests that check it and its hints. The CLI, the docs, the test suite and
-the lessons all read it through this module.
+reference), the tests that check it and its hints, in English and in Chinese (``title_zh``,
+``hints_zh``, ``library_note_zh``). The CLI, the docs, the test suite and the lessons all
+read it through this module.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from types import ModuleType
 from rich.console import Console
 from rich.markup import escape
 
+from lsce_course.messages import message
+
 MANIFEST = Path("lessons") / "exercises" / "exercises.toml"
 
 
@@ -43,6 +46,27 @@ class Exercise:
     # what the library's version adds to a learner's solution (validation, dtypes, options);
     # the site shows it above the library's code, collapsed, after the learner-level solution
     library_note: str = ""
+    # the Chinese edition: the title, the hints (at least as many levels as ``hints``) and
+    # the library note in Chinese; ``lsce --lang zh`` and the zh pages show these
+    title_zh: str = ""
+    hints_zh: tuple[str, ...] = ()
+    library_note_zh: str = ""
+
+    def title_in(self, lang: str) -> str:
+        """The title in ``lang`` ('en' or 'zh'); the English one where there is no other."""
+        return self.title_zh if lang == "zh" and self.title_zh else self.title
+
+    def hints_in(self, lang: str) -> tuple[str, ...]:
+        """The hints in ``lang``, from a nudge to an outline; English where there are none."""
+        return self.hints_zh if lang == "zh" and self.hints_zh else self.hints
+
+    def library_note_in(self, lang: str) -> str:
+        """The library note in ``lang``; the English one where there is no other."""
+        return (
+            self.library_note_zh
+            if lang == "zh" and self.library_note_zh
+            else self.library_note
+        )
 
     @property
     def marker(self) -> str:
@@ -86,13 +110,24 @@ def load_manifest(root: Path | None = None) -> list[Exercise]:
     for entry in entries:
         entry = dict(entry)
         entry["hints"] = tuple(entry["hints"])
+        entry["hints_zh"] = tuple(entry.get("hints_zh", ()))
         entry["requires"] = tuple(entry.get("requires", ()))
         exercises.append(Exercise(**entry))
     return exercises
 
 
 class UnknownExerciseError(LookupError):
-    """An exercise id that the manifest does not have."""
+    """An exercise id that the manifest does not have; ``str()`` lists the ids."""
+
+    def __init__(self, exercise_id: str, known: str) -> None:
+        self.exercise_id, self.known = exercise_id, known
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str) -> str:
+        """The error in ``lang``."""
+        return message(
+            "error.unknown_exercise", lang, id=repr(self.exercise_id), known=self.known
+        )
 
 
 def get_exercise(exercise_id: str, root: Path | None = None) -> Exercise:
@@ -102,7 +137,7 @@ def get_exercise(exercise_id: str, root: Path | None = None) -> Exercise:
         if exercise.id == exercise_id:
             return exercise
     known = ", ".join(e.id for e in exercises)
-    raise UnknownExerciseError(f"no exercise {exercise_id!r}; the exercises are {known}")
+    raise UnknownExerciseError(exercise_id, known)
 
 
 def reference_object(exercise: Exercise) -> object:
@@ -171,7 +206,9 @@ def load_learner_module(path: Path) -> ModuleType:
         return module  # type: ignore[return-value]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise LearnerFileError(f"{display_path(path)} is not a Python file Python can import")
+        raise LearnerFileError(
+            f"{display_path(path)} is not a Python file Python can import"
+        )
     module = importlib.util.module_from_spec(spec)
     module._lsce_mtime = mtime  # type: ignore[attr-defined]
     sys.modules[name] = module
@@ -180,7 +217,9 @@ def load_learner_module(path: Path) -> ModuleType:
     except SyntaxError as error:
         del sys.modules[name]
         where = Path(error.filename) if error.filename else path
-        raise LearnerFileError(describe_syntax_error(error, display_path(where))) from None
+        raise LearnerFileError(
+            describe_syntax_error(error, display_path(where))
+        ) from None
     except Exception as error:  # the learner's code at import time: anything can happen
         del sys.modules[name]
         frame = learner_frame(error, path.parent)
@@ -232,7 +271,9 @@ def top_level_names(tree: ast.Module) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
 
 
-def missing_definition_message(exercise: Exercise, path: Path, root: Path | None = None) -> str:
+def missing_definition_message(
+    exercise: Exercise, path: Path, root: Path | None = None
+) -> str:
     """Say that the file lacks the exercise's function, and which similar name it has."""
     try:
         names = top_level_names(ast.parse(path.read_text(encoding="utf-8")))
@@ -253,7 +294,11 @@ def missing_definition_message(exercise: Exercise, path: Path, root: Path | None
 def is_stub_body(function: ast.FunctionDef) -> bool:
     """True when the body is (a docstring and) a lone ``raise NotImplementedError(...)``."""
     body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+    ):
         body = body[1:]
     if len(body) != 1 or not isinstance(body[0], ast.Raise):
         return False
@@ -310,7 +355,9 @@ def imported_siblings(path: Path) -> list[Path]:
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return sorted(path.parent / f"{n}.py" for n in names if (path.parent / f"{n}.py").is_file())
+    return sorted(
+        path.parent / f"{n}.py" for n in names if (path.parent / f"{n}.py").is_file()
+    )
 
 
 @dataclass(frozen=True)
@@ -380,7 +427,9 @@ class Pair:
     yours_backward: bool
 
 
-def choose_pair(forward_id: str, backward_id: str, console: Console | None = None) -> Pair:
+def choose_pair(
+    forward_id: str, backward_id: str, console: Console | None = None
+) -> Pair:
     """For lessons: :func:`choose` a forward and a backward whose backward reads the cache
     of its own forward. A learner's backward runs on the learner's forward's cache, the
     reference's on the reference's; a learner's backward without a learner's forward yet

@@ -36,7 +36,9 @@ def readable_name(nodeid: str) -> str:
     the denominator [h=0.001]``."""
     name = nodeid.split("::")[-1]
     base, bracket, params = name.partition("[")
-    return base.removeprefix("test_").replace("_", " ") + (f" [{params}" if bracket else "")
+    return base.removeprefix("test_").replace("_", " ") + (
+        f" [{params}" if bracket else ""
+    )
 
 
 def failure_kind(error: BaseException) -> str:
@@ -69,13 +71,25 @@ def _markers(item: pytest.Item) -> list[str]:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    _write({"collected": [{"nodeid": i.nodeid, "exercises": _markers(i)} for i in session.items]})
+    _write(
+        {
+            "collected": [
+                {"nodeid": i.nodeid, "exercises": _markers(i)} for i in session.items
+            ]
+        }
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # before the fixtures: loading the learner's file is part of the test's time
-    _write({"start": item.nodeid, "name": readable_name(item.nodeid), "exercises": _markers(item)})
+    _write(
+        {
+            "start": item.nodeid,
+            "name": readable_name(item.nodeid),
+            "exercises": _markers(item),
+        }
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

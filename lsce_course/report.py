@@ -85,7 +85,9 @@ class Check:
     @property
     def yours(self) -> tuple[str, ...]:
         """The exercises of this check whose function is the learner's."""
-        return tuple(i for i in self.uses if (c := exercises.chosen(i)) is not None and c.yours)
+        return tuple(
+            i for i in self.uses if (c := exercises.chosen(i)) is not None and c.yours
+        )
 
 
 def _ids(uses: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -130,7 +132,9 @@ class CheckTable:
             return self._add(Check(name, False, detail, required, uses))
         same_nan = np.isnan(a) == np.isnan(b)
         if not same_nan.all():
-            return self._add(Check(name, False, "NaN in different places", required, uses))
+            return self._add(
+                Check(name, False, "NaN in different places", required, uses)
+            )
         a, b = np.nan_to_num(a, nan=0.0), np.nan_to_num(b, nan=0.0)
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
         error = rel_error(a, b)

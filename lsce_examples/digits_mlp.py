@@ -1,14 +1,16 @@
-"""A small MLP in NumPy with hand-written backprop, Adam, and the digits run (lesson 07).
+"""A small MLP in NumPy with hand-written backprop, Adam, and the digits run
+(lesson 07).
 
-Layers come in CS231n-style pairs, like the loss: ``forward(x)`` returns ``(out, cache)``
-and ``backward(dout, cache)`` returns ∂L/∂x, storing the parameter gradients on the layer.
-Notation (as on the docs page): x the input rows (N × D), h = xW + b, z the logits,
-y the labels, ε the smoothing, K classes.
+Layers come in CS231n-style pairs, like the loss: ``forward(x)`` returns ``(out,
+cache)`` and ``backward(dout, cache)`` returns ∂L/∂x, storing the parameter gradients on
+the layer. Notation (as on the docs page): x the input rows (N × D), h = xW + b, z the
+logits, y the labels, ε the smoothing, K classes.
 
 The lesson-07/08 experiment lives here too (:func:`digits_split`, :class:`Recipe`,
-:func:`train_classifier`), so lesson 08 re-trains exactly lesson 07's models without
-importing lesson 07. The module imports NumPy only; scikit-learn (for its bundled data)
-and threadpoolctl (which comes with it) are imported inside the functions that need them.
+:func:`train_classifier`), so lesson 08 re-trains exactly lesson 07's models
+without importing lesson 07. The module imports NumPy only; scikit-learn (for its
+bundled data) and threadpoolctl (which comes with it) are imported inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Linear:
     """A fully connected layer, h = xW + b, with He-initialised W (D_in × D_out)."""
 
     def __init__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> None:
-        # He et al. 2015: Var(W) = 2/fan_in keeps the scale of ReLU activations layer to layer
+        # He et al. 2015: Var(W) = 2/fan_in keeps the scale of ReLU
+        # activations layer to layer
         self.W = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
         self.b = np.zeros(fan_out)
         self.dW = np.zeros_like(self.W)
@@ -41,7 +44,8 @@ class Linear:
     def backward(self, dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
         """Given dout = ∂L/∂h, set self.dW = ∂L/∂W, self.db = ∂L/∂b and return ∂L/∂x."""
         x = cache
-        # ∂L/∂W = xᵀ dout: each weight W_jk sees x_ij times its output's gradient, summed over i
+        # ∂L/∂W = xᵀ dout: each weight W_jk sees x_ij times its output's gradient,
+        # summed over i
         self.dW = x.T @ dout
         # ∂L/∂b = Σ_i dout_i: the bias is added to every row
         self.db = dout.sum(axis=0)
@@ -83,16 +87,23 @@ class ReLU:
 
 # --8<-- [start:MLP]
 class MLP:
-    """Linear → ReLU → … → Linear: ``sizes`` = (D_in, hidden…, K), logits on the last layer.
+    """Linear → ReLU → … → Linear: ``sizes`` = (D_in, hidden…, K),
+    logits on the last layer.
 
     ``linear`` is the layer class, so a lesson can train with a learner's ``Linear``.
     """
 
     def __init__(
-        self, sizes: Sequence[int], rng: np.random.Generator, *, linear: type[Linear] = Linear
+        self,
+        sizes: Sequence[int],
+        rng: np.random.Generator,
+        *,
+        linear: type[Linear] = Linear,
     ) -> None:
         if len(sizes) < 2:
-            raise ValueError(f"sizes must list the input size, any hidden sizes and K; got {sizes}")
+            raise ValueError(
+                f"sizes must list the input size, any hidden sizes and K; got {sizes}"
+            )
         self.layers: list[Linear | ReLU] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             self.layers += [linear(fan_in, fan_out, rng), ReLU()]
@@ -116,12 +127,14 @@ class MLP:
         # --8<-- [end:mlp_backward]
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        """The penultimate activations: the input of the last Linear layer (its cache)."""
+        """The penultimate activations: the input of the last Linear layer
+        (its cache)."""
         return self.forward(x)[1][-1]
 
     @property
     def classifier(self) -> Linear:
-        """The last layer; its column W[:, k] is class k's template (Müller et al. 2019)."""
+        """The last layer; its column W[:, k] is class k's template
+        (Müller et al. 2019)."""
         return self.layers[-1]  # type: ignore[return-value]
 
     def params(self) -> list[np.ndarray]:
@@ -135,10 +148,11 @@ class MLP:
 
 # --8<-- [start:Adam]
 class Adam:
-    """Adam (Kingma and Ba 2015) with bias correction: torch.optim.Adam's update, no decay.
+    """Adam (Kingma and Ba 2015) with bias correction: torch.optim.Adam's update,
+    no decay.
 
-    Updates the arrays of ``params`` in place; ``step(grads)`` takes their gradients in the
-    same order.
+    Updates the arrays of ``params`` in place;
+    ``step(grads)`` takes their gradients in the same order.
     """
 
     def __init__(
@@ -175,7 +189,8 @@ class Adam:
 
 # --8<-- [start:logit_gap]
 def logit_gap(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """z_y − max_{k≠y} z_k for every row: positive when right, the margin LSCE bounds."""
+    """z_y − max_{k≠y} z_k for every row: positive when right,
+    the margin LSCE bounds."""
     rows = np.arange(logits.shape[0])
     others = logits.copy()
     others[rows, labels] = -np.inf
@@ -186,7 +201,7 @@ def logit_gap(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 # --8<-- [end:logit_gap]
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # the lesson-07/08 experiment
 
 
@@ -208,12 +223,14 @@ class Split:
 
 
 def digits_split(seed: int = 0, fractions: tuple[float, float] = (0.6, 0.2)) -> Split:
-    """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes, no download), split at
-    random into train/validation/test (60/20/20 % by default), pixels scaled to [0, 1]."""
+    """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes, no download),
+    split at random into train/validation/test (60/20/20 % by default), pixels
+    scaled to [0, 1]."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    # pixels are counts 0..16 of the 4×4 blocks the original 32×32 bitmaps were summed over
+    # pixels are counts 0..16 of the 4×4 blocks the original 32×32
+    # bitmaps were summed over
     x, y = digits.data / 16.0, digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     n_train = int(round(fractions[0] * len(y)))
@@ -224,7 +241,8 @@ def digits_split(seed: int = 0, fractions: tuple[float, float] = (0.6, 0.2)) -> 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that fixes a training run, so that two lessons train identical models."""
+    """Everything that fixes a training run,
+    so that two lessons train identical models."""
 
     hidden: tuple[int, ...] = (128, 128)
     epochs: int = 200
@@ -234,7 +252,8 @@ class Recipe:
 
 
 def digits_recipe(quick: bool = False) -> Recipe:
-    """The recipe of lessons 07 and 08: 200 epochs, or 20 in quick mode (the test suite)."""
+    """The recipe of lessons 07 and 08: 200 epochs, or 20 in quick mode
+    (the test suite)."""
     return Recipe(epochs=20) if quick else Recipe()
 
 
@@ -247,7 +266,9 @@ class History:
     val_nll: list[float] = field(default_factory=list)  # plain CE, comparable across ε
     train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
-    train_gap: list[float] = field(default_factory=list)  # mean logit gap on training rows
+    train_gap: list[float] = field(
+        default_factory=list
+    )  # mean logit gap on training rows
 
 
 def _record(history: History, model: MLP, split: Split, epsilon: float) -> None:
@@ -256,8 +277,12 @@ def _record(history: History, model: MLP, split: Split, epsilon: float) -> None:
     history.val_loss.append(float(lsce_forward(z_val, split.y_val, epsilon)[0]))
     # NLL = −(1/N) Σ_i log p_{i,y_i}
     log_p = log_softmax(z_val)
-    history.val_nll.append(float(-np.mean(log_p[np.arange(len(split.y_val)), split.y_val])))
-    history.train_accuracy.append(float(np.mean(z_train.argmax(axis=1) == split.y_train)))
+    history.val_nll.append(
+        float(-np.mean(log_p[np.arange(len(split.y_val)), split.y_val]))
+    )
+    history.train_accuracy.append(
+        float(np.mean(z_train.argmax(axis=1) == split.y_train))
+    )
     history.val_accuracy.append(float(np.mean(z_val.argmax(axis=1) == split.y_val)))
     history.train_gap.append(float(np.mean(logit_gap(z_train, split.y_train))))
 
@@ -272,11 +297,11 @@ def train_classifier(
 ) -> tuple[MLP, History]:
     """Train an MLP on ``split`` with LSCE(ε) (ε = 0 is plain CE) by minibatch Adam.
 
-    Deterministic: the seed fixes the initial weights and the order of the minibatches, so
-    runs with different ε start from the same network and see the same batches.
+    Deterministic: the seed fixes the initial weights and the order of the minibatches,
+    so runs with different ε start from the same network and see the same batches.
     """
-    # One BLAS thread: on matrices this small, extra OpenBLAS threads only spin, and on a
-    # busy machine that makes training several times slower.
+    # One BLAS thread: on matrices this small, extra OpenBLAS threads only spin, and on
+    # a busy machine that makes training several times slower.
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
@@ -285,7 +310,11 @@ def train_classifier(
 
 # --8<-- [start:training_loop]
 def _train(
-    split: Split, epsilon: float, recipe: Recipe, linear: type[Linear], optimiser: type[Adam]
+    split: Split,
+    epsilon: float,
+    recipe: Recipe,
+    linear: type[Linear],
+    optimiser: type[Adam],
 ) -> tuple[MLP, History]:
     """The minibatch loop of :func:`train_classifier`."""
     rng = np.random.default_rng(recipe.seed)

@@ -3,8 +3,8 @@
 The NumPy core is importable from here without importing torch; the PyTorch bridge lives
 in :mod:`lsce_scratch.nn`. ``lsce_forward``, ``lsce_backward`` and
 ``label_smoothing_cross_entropy`` here are the fast versions of :mod:`lsce_scratch.fast`
-(lesson 09); :mod:`lsce_scratch.losses` keeps the simple ones that lesson 05 derives, with
-the same contract and the same results.
+(lesson 09); :mod:`lsce_scratch.losses` keeps the simple ones that lesson 05 derives,
+with the same contract and the same results.
 """
 
 from lsce_scratch.fast import label_smoothing_cross_entropy, lsce_backward, lsce_forward

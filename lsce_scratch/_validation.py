@@ -26,13 +26,13 @@ def check_epsilon(epsilon: object) -> float:
         value = float(epsilon)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(
-            f"epsilon must be a real number in [0, 1] (the probability mass moved off the "
-            f"true class); got {type(epsilon).__name__} {epsilon!r}"
+            "epsilon must be a real number in [0, 1] (the probability mass moved off "
+            f"the true class); got {type(epsilon).__name__} {epsilon!r}"
         ) from None
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(
-            f"epsilon must be in [0, 1] (the probability mass moved off the true class); "
-            f"got {value!r}. Typical values are 0.05 to 0.2"
+            "epsilon must be in [0, 1] (the probability mass moved off the true "
+            f"class); got {value!r}. Typical values are 0.05 to 0.2"
         )
     return value
 
@@ -41,7 +41,8 @@ def check_reduction(reduction: object) -> str:
     """Return the reduction name, or raise if it is not one of none/mean/sum."""
     if reduction not in REDUCTIONS:
         raise ValueError(
-            f"reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}"
+            "reduction must be one of "
+            f"{', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}"
         )
     return reduction
 
@@ -50,8 +51,8 @@ def check_spread(spread: object) -> str:
     """Return the smoothing spread name, or raise if it is not 'all' or 'others'."""
     if spread not in SPREADS:
         raise ValueError(
-            f"spread must be 'all' (ε/K to every class, PyTorch's convention) or 'others' "
-            f"(ε/(K−1) to the wrong classes only); got {spread!r}"
+            "spread must be 'all' (ε/K to every class, PyTorch's convention) or "
+            f"'others' (ε/(K−1) to the wrong classes only); got {spread!r}"
         )
     return spread
 
@@ -66,36 +67,43 @@ def check_ignore_index(ignore_index: object) -> int:
     return int(ignore_index)
 
 
-def check_logits(shape: Sequence[int], dtype: str, is_floating: bool, convert_hint: str) -> int:
-    """Check the logits' shape and dtype; return K, the number of classes (last axis)."""
+def check_logits(
+    shape: Sequence[int], dtype: str, is_floating: bool, convert_hint: str
+) -> int:
+    """Check the logits' shape and dtype; return K, the number of classes
+    (last axis)."""
     if len(shape) == 0:
         raise ValueError(
-            "logits must have the classes on the last axis, shape (..., K); got a scalar. "
-            "For one example pass a vector of K logits"
+            "logits must have the classes on the last axis, shape (..., K); got a "
+            "scalar. For one example pass a vector of K logits"
         )
     if not is_floating:
         raise TypeError(
-            f"logits must be floating point (float16, bfloat16, float32 or float64); got {dtype}. "
-            f"Convert with {convert_hint}"
+            "logits must be floating point (float16, bfloat16, float32 or float64); "
+            f"got {dtype}. Convert with {convert_hint}"
         )
     num_classes = int(shape[-1])
     if num_classes == 0:
         raise ValueError(
-            f"logits must have at least one class on the last axis; got shape {tuple(shape)}"
+            "logits must have at least one class on the last "
+            f"axis; got shape {tuple(shape)}"
         )
     return num_classes
 
 
-def nonfinite_logits_error(bad_rows: int, index: Sequence[int], value: float) -> ValueError:
+def nonfinite_logits_error(
+    bad_rows: int, index: Sequence[int], value: float
+) -> ValueError:
     """The error for NaN or +inf logits in rows that count (the caller found them).
 
     ``index`` is one bad entry of the first bad row and ``value`` what it holds.
     """
     return ValueError(
-        f"logits contain NaN or +inf in {bad_rows} row(s) that count, the first with {value} "
-        f"at index {tuple(int(i) for i in index)}; the loss is undefined there. Check the "
-        f"model output (a diverged step, an overflow) before the loss. A logit of -inf is "
-        f"allowed (it masks a class), and rows whose target is ignore_index are never checked"
+        f"logits contain NaN or +inf in {bad_rows} row(s) that count, the first with "
+        f"{value} at index {tuple(int(i) for i in index)}; the loss is undefined "
+        "there. Check the model output (a diverged step, an overflow) before the "
+        "loss. A logit of -inf is allowed (it masks a class), and rows whose target "
+        "is ignore_index are never checked"
     )
 
 
@@ -118,10 +126,10 @@ def target_kind(
             return "index"
         if target_is_floating:
             raise TypeError(
-                f"target has shape {target_shape}, the shape of class indices, but dtype "
-                f"{target_dtype}: class indices must be integers. Convert with an integer cast "
-                f"(e.g. target.astype(int) or target.long()), or pass class probabilities of "
-                f"shape {logits_shape}"
+                f"target has shape {target_shape}, the shape of class indices, but "
+                f"dtype {target_dtype}: class indices must be integers. Convert with "
+                "an integer cast (e.g. target.astype(int) or target.long()), or pass "
+                f"class probabilities of shape {logits_shape}"
             )
         raise TypeError(
             f"target must hold integer class indices or floating-point probabilities; "
@@ -131,14 +139,15 @@ def target_kind(
         if target_is_floating:
             return "soft"
         raise TypeError(
-            f"target has shape {target_shape}, the shape of class probabilities, but dtype "
-            f"{target_dtype}: probabilities must be floating point. Pass class indices of "
-            f"shape {index_shape} instead, or cast the probabilities to float"
+            f"target has shape {target_shape}, the shape of class "
+            f"probabilities, but dtype {target_dtype}: probabilities must be "
+            f"floating point. Pass class indices of shape {index_shape} "
+            "instead, or cast the probabilities to float"
         )
     raise ValueError(
-        f"target shape {target_shape} does not fit logits shape {logits_shape}: pass class "
-        f"indices of shape {index_shape} or class probabilities of shape {logits_shape} "
-        f"(classes on the last axis)"
+        f"target shape {target_shape} does not fit logits shape {logits_shape}: pass "
+        f"class indices of shape {index_shape} or class probabilities of shape "
+        f"{logits_shape} (classes on the last axis)"
     )
 
 
@@ -147,7 +156,8 @@ def check_index_values(
 ) -> None:
     """Raise if any class index (other than ignore_index) lies outside [0, K−1].
 
-    ``ignore_index=None`` is for callers without one (smooth_labels): every index must fit.
+    ``ignore_index=None`` is for callers without one (smooth_labels):
+    every index must fit.
     """
     if len(out_of_range) == 0:
         return
@@ -159,13 +169,14 @@ def check_index_values(
         )
     raise ValueError(
         f"target holds class index {shown} outside [0, {num_classes - 1}] (logits have "
-        f"K = {num_classes} classes on the last axis); only ignore_index={ignore_index} may "
-        f"lie outside that range"
+        f"K = {num_classes} classes on the last axis); only "
+        f"ignore_index={ignore_index} may lie outside that range"
     )
 
 
 def check_soft_values(minimum: float, all_finite: bool, ignore_index: int) -> None:
-    """Check probability targets: finite, non-negative, and no ignore_index (as in PyTorch)."""
+    """Check probability targets: finite, non-negative, and no ignore_index
+    (as in PyTorch)."""
     if not all_finite:
         raise ValueError("target probabilities must be finite; found NaN or ±inf")
     if minimum < 0:
@@ -180,11 +191,14 @@ def check_soft_values(minimum: float, all_finite: bool, ignore_index: int) -> No
         )
 
 
-def check_weight(shape: Sequence[int], num_classes: int, minimum: float, all_finite: bool) -> None:
+def check_weight(
+    shape: Sequence[int], num_classes: int, minimum: float, all_finite: bool
+) -> None:
     """Check a class-weight vector: shape (K,), finite, non-negative."""
     if tuple(shape) != (num_classes,):
         raise ValueError(
-            f"weight must have shape ({num_classes},), one weight per class; got {tuple(shape)}"
+            f"weight must have shape ({num_classes},), one weight per "
+            f"class; got {tuple(shape)}"
         )
     if not all_finite:
         raise ValueError("weight must be finite; found NaN or ±inf")
@@ -197,8 +211,8 @@ def check_dloss(shape: Sequence[int], expected: Sequence[int], reduction: str) -
     if tuple(shape) != tuple(expected):
         what = "a scalar" if len(expected) == 0 else f"shape {tuple(expected)}"
         raise ValueError(
-            f"dloss must be {what}, the shape of the loss that lsce_forward returned with "
-            f"reduction={reduction!r}; got shape {tuple(shape)}"
+            f"dloss must be {what}, the shape of the loss that lsce_forward returned "
+            f"with reduction={reduction!r}; got shape {tuple(shape)}"
         )
 
 

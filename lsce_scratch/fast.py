@@ -47,20 +47,23 @@ from lsce_scratch.softmax import compute_dtype
 
 # Below this many logits, handing chunks to threads costs more than it saves.
 PARALLEL_MIN = 1 << 18
-# Worker threads for large inputs; set lsce_scratch.fast.THREADS = 1 to stay on one core.
+# Worker threads for large inputs;
+# set lsce_scratch.fast.THREADS = 1 to stay on one core.
 THREADS = max(1, os.cpu_count() or 1)
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _map(fn: Callable[[slice], object], chunks: Sequence[slice], size: int) -> list:
-    """``[fn(c) for c in chunks]``, on THREADS threads when ``size`` logits make it pay."""
+    """``[fn(c) for c in chunks]``,
+    on THREADS threads when ``size`` logits make it pay."""
     workers = min(THREADS, len(chunks)) if size >= PARALLEL_MIN else 1
     if workers <= 1:
         return [fn(c) for c in chunks]
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lsce")
-    # one task per worker, a contiguous run of chunks each: few hand-overs between threads
+    # one task per worker, a contiguous run of chunks each:
+    # few hand-overs between threads
     runs = np.array_split(np.arange(len(chunks)), workers)
     tasks = [[chunks[j] for j in run] for run in runs]
     done = _pools[workers].map(lambda task: [fn(c) for c in task], tasks)
@@ -69,9 +72,12 @@ def _map(fn: Callable[[slice], object], chunks: Sequence[slice], size: int) -> l
 
 @dataclass
 class RowInfo:
-    """Per-row numbers for all N rows, computed once (O(N)); index targets fill y, w_y, S."""
+    """Per-row numbers for all N rows, computed once (O(N));
+    index targets fill y, w_y, S."""
 
-    scale: np.ndarray  # ∂L/∂ℓ_i at dloss = 1: 1/Σw_y for 'mean', 1 otherwise, 0 where ignored
+    scale: (
+        np.ndarray
+    )  # ∂L/∂ℓ_i at dloss = 1: 1/Σw_y for 'mean', 1 otherwise, 0 where ignored
     y: np.ndarray | None = None  # true class (0 on ignored rows)
     w_y: np.ndarray | None = None  # its class weight
     total: np.ndarray | None = None  # S_i = Σ_k r_ik = (1 − ε) w_y + (ε/K) Σ_k w_k
@@ -96,8 +102,9 @@ def row_info(prep: Prepared, scale: np.ndarray) -> RowInfo:
 
 @dataclass
 class FastCache:
-    """What :func:`lsce_forward` keeps for :func:`lsce_backward`: the inputs, the softmax
-    statistics of every row, and the gradient at dloss = 1 until a backward takes it."""
+    """What :func:`lsce_forward` keeps for :func:`lsce_backward`: the inputs, the
+    softmax statistics of every row, and the gradient at dloss = 1 until a
+    backward takes it."""
 
     prep: Prepared
     stats: SoftmaxStats[np.ndarray]
@@ -131,8 +138,10 @@ def _row_loss(
     eps, num_classes = prep.epsilon, prep.num_classes
     if z_y is not None:
         _, w_y, total = info.index_targets(rows)
-        # Σ_k r_k (z_max − z_k) = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k);
-        # PyTorch leaves the second sum out at ε = 0, where a masked class makes it 0 · ∞
+        # Σ_k r_k (z_max − z_k)
+        #   = (1 − ε) w_y (z_max − z_y) + (ε/K) Σ_k w_k (z_max − z_k);
+        # PyTorch leaves the second sum out at ε = 0,
+        # where a masked class makes it 0 · ∞
         gap = (1.0 - eps) * w_y * (state.z_max - z_y)
         if eps > 0:
             gap = gap + eps / num_classes * state.gap
@@ -141,14 +150,22 @@ def _row_loss(
         gap, total = state.gap, state.mass
     # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i); a row with every class masked
     # has no softmax (NaN, as in PyTorch); ignored rows count 0
-    row_loss = np.where(state.z_max == -np.inf, np.nan, gap + total * np.log1p(state.rest))
+    row_loss = np.where(
+        state.z_max == -np.inf, np.nan, gap + total * np.log1p(state.rest)
+    )
     return np.where(prep.valid[rows], row_loss, 0.0)
 
 
 def _block_gradient(
-    prep: Prepared, info: RowInfo, rows: slice, e: np.ndarray, m: np.ndarray, rest: np.ndarray
+    prep: Prepared,
+    info: RowInfo,
+    rows: slice,
+    e: np.ndarray,
+    m: np.ndarray,
+    rest: np.ndarray,
 ) -> None:
-    """Turn ``e`` = exp(z − z_max) of one chunk (any value at m) into (S p − r)·s, in place."""
+    """Turn ``e`` = exp(z − z_max) of one chunk (any value at m) into (S p − r)·s,
+    in place."""
     eps, num_classes, w = prep.epsilon, prep.num_classes, prep.weight
     i, s = np.arange(e.shape[0]), info.scale[rows]
     if prep.kind == "index":
@@ -160,8 +177,13 @@ def _block_gradient(
     # (S p − r)·s with p = exp(z − z_max) / (1 + rest): scale the exponentials in place
     np.multiply(e, (total * s / (1.0 + rest))[:, None], out=e)
     if r is None:
-        # − r·s, with r = (ε/K) w + (1 − ε) w_y onehot(y): a broadcast and one entry per row
-        e -= (eps / num_classes * s)[:, None] if w is None else np.outer(eps / num_classes * s, w)
+        # − r·s, with r = (ε/K) w + (1 − ε) w_y onehot(y):
+        # a broadcast and one entry per row
+        e -= (
+            (eps / num_classes * s)[:, None]
+            if w is None
+            else np.outer(eps / num_classes * s, w)
+        )
         e[i, y] -= (1.0 - eps) * w_y * s
         w_m = 1.0 if w is None else w[m]
         w_sum = num_classes if w is None else w.sum()
@@ -175,9 +197,10 @@ def _block_gradient(
         r[i, m] = 0.0
         r_others = r.sum(axis=-1)
         e -= np.multiply(r, s[:, None], out=r)
-    # at m: S p_m − r_m with p_m = 1 / (1 + rest). When p_m > 1/2 (rest < 1), from the
-    # other classes, Σ_{k≠m} r_k − S (1 − p_m) with 1 − p_m = rest·p_m: nothing cancels as
-    # p_m → 1. For a flat row that form cancels instead (both terms near S): the plain one
+    # at m: S p_m − r_m with p_m = 1 / (1 + rest). When p_m > 1/2 (rest < 1), from
+    # the other classes, Σ_{k≠m} r_k − S (1 − p_m) with 1 − p_m = rest·p_m:
+    # nothing cancels as p_m → 1. For a flat row that form cancels instead (both
+    # terms near S): the plain one
     p_m = 1.0 / (1.0 + rest)
     e[i, m] = np.where(rest < 1.0, r_others - total * rest * p_m, total * p_m - r_m) * s
 
@@ -186,7 +209,8 @@ def _block_gradient(
 
 
 def _soft_r(prep: Prepared, rows: slice, cols: slice = slice(None)) -> np.ndarray:
-    """r = w ⊙ ((1 − ε) t + ε/K) for probability targets, on a block of rows and classes."""
+    """r = w ⊙ ((1 − ε) t + ε/K) for probability targets,
+    on a block of rows and classes."""
     r = (1.0 - prep.epsilon) * prep.target[rows, cols] + prep.epsilon / prep.num_classes
     return r if prep.weight is None else np.multiply(r, prep.weight[cols], out=r)
 
@@ -196,7 +220,9 @@ def _block(
 ) -> RowLosses[np.ndarray]:
     """One chunk's losses and statistics, and with ``grad`` its gradient (scaled by
     ``info.scale``), in one read of its logits."""
-    result = _block_forward(prep, info, rows, z, np.empty_like(z) if grad is None else grad)
+    result = _block_forward(
+        prep, info, rows, z, np.empty_like(z) if grad is None else grad
+    )
     if grad is not None:
         _block_gradient(prep, info, rows, grad, result.argmax, result.rest)
         _rows_without_softmax(prep, rows, result.z_max, grad)
@@ -218,7 +244,9 @@ def _block_backward(
     _rows_without_softmax(prep, rows, saved.z_max, grad)
 
 
-def _rows_without_softmax(prep: Prepared, rows: slice, z_max: np.ndarray, grad: np.ndarray) -> None:
+def _rows_without_softmax(
+    prep: Prepared, rows: slice, z_max: np.ndarray, grad: np.ndarray
+) -> None:
     """Fix the gradient of rows whose maximum is not finite (NaN, +inf or all masked).
 
     An ignored row gets exactly 0, whatever its logits (its scale is 0, but 0 · NaN is
@@ -231,10 +259,14 @@ def _rows_without_softmax(prep: Prepared, rows: slice, z_max: np.ndarray, grad: 
 
 
 def lsce_rows(
-    prep: Prepared, info: RowInfo, start: int, z: np.ndarray, grad: np.ndarray | None = None
+    prep: Prepared,
+    info: RowInfo,
+    start: int,
+    z: np.ndarray,
+    grad: np.ndarray | None = None,
 ) -> RowLosses[np.ndarray]:
-    """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked, threaded;
-    with ``grad``, their gradient too.
+    """Losses and statistics of rows start..start+len(z) (logits ``z``), chunked,
+    threaded; with ``grad``, their gradient too.
 
     NaN or +inf in the logits shows in the row maxima (see losses.nonfinite_rows), so
     nothing else has to scan for it.
@@ -273,7 +305,8 @@ def gradient_rows(
 
 
 def _loss_rows(prep: Prepared, grad: np.ndarray | None) -> RowLosses[np.ndarray]:
-    """Losses and statistics of all rows (and, with ``grad``, the gradient at dloss = 1)."""
+    """Losses and statistics of all rows
+    (and, with ``grad``, the gradient at dloss = 1)."""
     stats = lsce_rows(prep, row_info(prep, _unit_scale(prep)), 0, prep.logits, grad)
     # NaN or +inf in a row that counts; finite logits whose sums overflow just give inf
     bad = nonfinite_rows(stats.z_max, prep.valid)
@@ -297,7 +330,9 @@ def _prepare(
     ignore_index: int,
 ) -> Prepared:
     # the kernel finds NaN/inf in its row sums, so prepare() need not scan the logits
-    return prepare(logits, target, epsilon, reduction, weight, ignore_index, check_finite=False)
+    return prepare(
+        logits, target, epsilon, reduction, weight, ignore_index, check_finite=False
+    )
 
 
 # --8<-- [start:lsce_forward]
@@ -313,11 +348,11 @@ def lsce_forward(
     """Label-smoothing cross-entropy, forward pass; returns ``(loss, cache)``.
 
     ``logits`` has shape (..., K); ``target`` holds class indices of shape (...) or
-    probabilities of shape (..., K). The result equals
-    ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=..., reduction=...,
-    label_smoothing=epsilon)``, as :func:`lsce_scratch.losses.lsce_forward`'s does. The
-    gradient is computed here too, in the same pass over the logits, and kept in the
-    :class:`FastCache` (one array of the logits' size) for :func:`lsce_backward`;
+    probabilities of shape (..., K). The result equals ``F.cross_entropy(movedim(logits,
+    -1, 1), target, weight, ignore_index=..., reduction=..., label_smoothing=epsilon)``,
+    as :func:`lsce_scratch.losses.lsce_forward`'s does. The gradient is computed here
+    too, in the same pass over the logits, and kept in the :class:`FastCache` (one array
+    of the logits' size) for :func:`lsce_backward`;
     :func:`label_smoothing_cross_entropy` skips it.
     """
     prep = _prepare(logits, target, epsilon, reduction, weight, ignore_index)
@@ -331,12 +366,14 @@ def lsce_forward(
 
 # --8<-- [start:lsce_backward]
 def lsce_backward(dloss: ArrayLike, cache: FastCache) -> np.ndarray:
-    """Gradient of the loss with respect to the logits, same shape and dtype as the logits.
+    """Gradient of the loss with respect to the logits,
+    same shape and dtype as the logits.
 
-    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for
-    'none'; ``cache`` is what :func:`lsce_forward` returned. The first call hands out the
-    gradient the forward computed, multiplied by dloss in place (nothing to do when dloss
-    is 1); a later call on the same cache computes it again from the saved statistics.
+    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape
+    for 'none'; ``cache`` is what :func:`lsce_forward` returned. The first call
+    hands out the gradient the forward computed, multiplied by dloss in place
+    (nothing to do when dloss is 1); a later call on the same cache computes it
+    again from the saved statistics.
     """
     _check_cache(cache)
     prep = cache.prep
@@ -350,9 +387,15 @@ def lsce_backward(dloss: ArrayLike, cache: FastCache) -> np.ndarray:
     if prep.reduction == "none":
         # ignored rows are already 0; keep them so even where dloss is not finite
         scale = np.where(prep.valid, dloss, 0.0)[:, None]
-        _map(lambda c: np.multiply(grad[c], scale[c], out=grad[c]), _chunks(grad), grad.size)
+        _map(
+            lambda c: np.multiply(grad[c], scale[c], out=grad[c]),
+            _chunks(grad),
+            grad.size,
+        )
     elif dloss != 1:
-        _map(lambda c: np.multiply(grad[c], dloss, out=grad[c]), _chunks(grad), grad.size)
+        _map(
+            lambda c: np.multiply(grad[c], dloss, out=grad[c]), _chunks(grad), grad.size
+        )
     shape = prep.leading_shape + (prep.num_classes,)
     return grad.reshape(shape).astype(prep.input_dtype, copy=False)
 
@@ -370,8 +413,8 @@ def _check_cache(cache: object) -> None:
         return
     if isinstance(cache, dict):
         raise TypeError(
-            "this cache comes from lsce_scratch.losses.lsce_forward (the taught version, a "
-            "dict); pass it to lsce_scratch.losses.lsce_backward, or use "
+            "this cache comes from lsce_scratch.losses.lsce_forward (the taught "
+            "version, a dict); pass it to lsce_scratch.losses.lsce_backward, or use "
             "lsce_scratch.lsce_forward with lsce_scratch.lsce_backward"
         )
     raise TypeError(
@@ -397,10 +440,13 @@ def label_smoothing_cross_entropy(
 
 # --8<-- [start:online]
 def partial(
-    z: np.ndarray, offset: int = 0, a: np.ndarray | None = None, out: np.ndarray | None = None
+    z: np.ndarray,
+    offset: int = 0,
+    a: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> SoftmaxState[np.ndarray]:
-    """The online-softmax state (:class:`lsce_scratch.row_stats.SoftmaxState`) of a block
-    of classes (columns offset.. of each row), with weights a.
+    """The online-softmax state (:class:`lsce_scratch.row_stats.SoftmaxState`) of a
+    block of classes (columns offset.. of each row), with weights a.
 
     The exponentials exp(z − z_max) (0 at the max) are left in ``out``, which may be z.
     A masked class (z_k = −inf) adds 0 to rest and a_k·∞ to gap: inf, or NaN where
@@ -410,8 +456,9 @@ def partial(
     # m = argmax_k z_k, the most likely class (the first NaN, if any); z_max = z_m
     m = np.argmax(z, axis=-1)
     z_max = z[i, m]
-    # z − z_max ≤ 0, exactly 0 at m. A block whose classes are all masked is shifted by 0
-    # instead (−inf − (−inf) would be NaN): its exponentials are 0 and gap is Σ_k a_k·∞
+    # z − z_max ≤ 0, exactly 0 at m. A block whose classes are all masked is
+    # shifted by 0 instead (−inf − (−inf) would be NaN): its exponentials are 0
+    # and gap is Σ_k a_k·∞
     e = np.subtract(z, np.where(z_max == -np.inf, 0.0, z_max)[:, None], out=out)
     # Σ_k a_k (z_max − z_k) ≥ 0: the smoothing term as a sum without cancellation
     if a is None:
@@ -428,10 +475,13 @@ def partial(
 
 
 @np.errstate(invalid="ignore")
-def merge(a: SoftmaxState[np.ndarray], b: SoftmaxState[np.ndarray]) -> SoftmaxState[np.ndarray]:
+def merge(
+    a: SoftmaxState[np.ndarray], b: SoftmaxState[np.ndarray]
+) -> SoftmaxState[np.ndarray]:
     """Combine the states of two disjoint sets of classes (any order, any split)."""
-    # the larger max stays the max; the other side is rescaled to it by exp(lo − hi) ≤ 1.
-    # A NaN max wins, so that NaN logits show in z_max (see losses.nonfinite_rows)
+    # the larger max stays the max; the other side is rescaled to it by
+    # exp(lo − hi) ≤ 1. A NaN max wins, so that NaN logits show in z_max (see
+    # losses.nonfinite_rows)
     b_wins = (b.z_max > a.z_max) | np.isnan(b.z_max)
     hi = SoftmaxState(*(np.where(b_wins, y, x) for x, y in zip(a, b, strict=True)))
     lo = SoftmaxState(*(np.where(b_wins, x, y) for x, y in zip(a, b, strict=True)))
@@ -507,7 +557,9 @@ def lsce_loss_chunked(
     num_classes, w = prep.num_classes, prep.weight
     info = row_info(prep, _unit_scale(prep))
     # a block of rows × chunk logits is one chunk's worth
-    blocks = chunking.row_chunks(len(prep.logits), min(chunk, num_classes), prep.logits.itemsize)
+    blocks = chunking.row_chunks(
+        len(prep.logits), min(chunk, num_classes), prep.logits.itemsize
+    )
 
     @np.errstate(invalid="ignore", over="ignore")
     def run(rows: slice) -> RowLosses[np.ndarray]:
@@ -544,7 +596,8 @@ def linear_lsce(
     dloss: ArrayLike | None = None,
     chunk_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """A linear layer fused with LSCE: logits = hidden @ lin_weightᵀ + lin_bias, never stored.
+    """A linear layer fused with LSCE: logits = hidden @ lin_weightᵀ + lin_bias,
+    never stored.
 
     ``hidden`` is (..., H), ``lin_weight`` (K, H), ``lin_bias`` (K,) or None; the other
     arguments are those of :func:`lsce_forward`, and ``dloss`` (default 1, or ones for
@@ -556,9 +609,11 @@ def linear_lsce(
     """
     h, w_lin, b = _linear_inputs(hidden, lin_weight, lin_bias)
     num_rows, num_classes = len(h), len(w_lin)
-    # prepare() checks the targets against the logits' shape; a stride-0 view of one zero
-    # stands in for the logits, which are never built
-    stand_in = np.broadcast_to(np.zeros((), h.dtype), np.shape(hidden)[:-1] + (num_classes,))
+    # prepare() checks the targets against the logits' shape; a stride-0 view of one
+    # zero stands in for the logits, which are never built
+    stand_in = np.broadcast_to(
+        np.zeros((), h.dtype), np.shape(hidden)[:-1] + (num_classes,)
+    )
     prep = _prepare(stand_in, target, epsilon, reduction, weight, ignore_index)
     if dloss is None:
         dloss = np.ones(prep.leading_shape) if reduction == "none" else 1.0
@@ -608,27 +663,32 @@ def linear_lsce(
 def _raise_nonfinite_linear(
     hidden: ArrayLike, lin_weight: ArrayLike, lin_bias: ArrayLike | None
 ) -> None:
-    """Name the input that made logits of a counted row NaN or +inf (or say they overflowed).
+    """Name the input that made logits of a counted row NaN or +inf
+    (or say they overflowed).
 
     lin_bias may hold −inf: that masks a class (a padded vocabulary, say).
     """
     for name, a in (("hidden", hidden), ("lin_weight", lin_weight)):
         if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or ±inf; the loss is undefined there")
+            raise ValueError(
+                f"{name} contains NaN or ±inf; the loss is undefined there"
+            )
     if lin_bias is not None and not (np.asarray(lin_bias) < np.inf).all():
         raise ValueError(
-            "lin_bias contains NaN or +inf; the loss is undefined there (−inf is allowed: it "
-            "masks a class)"
+            "lin_bias contains NaN or +inf; the loss is undefined there (−inf is "
+            "allowed: it masks a class)"
         )
     raise ValueError(
-        "the logits hidden @ lin_weightᵀ + lin_bias overflow to +inf; scale the inputs down"
+        "the logits hidden @ lin_weightᵀ + lin_bias overflow to "
+        "+inf; scale the inputs down"
     )
 
 
 def _linear_inputs(
     hidden: ArrayLike, lin_weight: ArrayLike, lin_bias: ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Check the linear layer's arrays; return them as (N, H), (K, H), (K,) in the compute dtype."""
+    """Check the linear layer's arrays;
+    return them as (N, H), (K, H), (K,) in the compute dtype."""
     hidden, lin_weight = np.asarray(hidden), np.asarray(lin_weight)
     for name, a in (("hidden", hidden), ("lin_weight", lin_weight)):
         if not np.issubdtype(a.dtype, np.floating):
@@ -636,10 +696,14 @@ def _linear_inputs(
                 f"{name} must be floating point; got {a.dtype}. Convert with "
                 f"{name}.astype(np.float32)"
             )
-    if hidden.ndim < 1 or lin_weight.ndim != 2 or lin_weight.shape[1] != hidden.shape[-1]:
+    if (
+        hidden.ndim < 1
+        or lin_weight.ndim != 2
+        or lin_weight.shape[1] != hidden.shape[-1]
+    ):
         raise ValueError(
-            f"hidden must be (..., H) and lin_weight (K, H) with the same H; got shapes "
-            f"{hidden.shape} and {lin_weight.shape}"
+            "hidden must be (..., H) and lin_weight (K, H) with the same H; got "
+            f"shapes {hidden.shape} and {lin_weight.shape}"
         )
     dtype = compute_dtype(hidden.dtype)
     h = hidden.astype(dtype, copy=False).reshape(-1, hidden.shape[-1])
@@ -649,7 +713,7 @@ def _linear_inputs(
     b = np.asarray(lin_bias)
     if b.shape != (len(w),) or not np.issubdtype(b.dtype, np.floating):
         raise ValueError(
-            f"lin_bias must be a floating-point array of shape ({len(w)},), one per class; "
-            f"got {b.dtype} {b.shape}"
+            f"lin_bias must be a floating-point array of shape ({len(w)},), one per "
+            f"class; got {b.dtype} {b.shape}"
         )
     return h, w, b.astype(dtype, copy=False)

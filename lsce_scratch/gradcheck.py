@@ -4,7 +4,8 @@ The thresholds for the relative error between an analytic and a numerical gradie
 smooth function in float64 (CS231n, "Gradient checks"):
 
 - rel_error <= 1e-7: pass; the analytic gradient is right.
-- 1e-7 < rel_error <= 1e-4: suspicious; acceptable only for objectives with kinks (ReLU).
+- 1e-7 < rel_error <= 1e-4: suspicious; acceptable only for objectives with kinks
+  (ReLU).
 - rel_error > 1e-4: fail; for a smooth loss such as softmax cross-entropy it is a bug.
 """
 
@@ -28,9 +29,10 @@ def numerical_gradient(
 ) -> np.ndarray:
     """∂f/∂x by central differences, one coordinate at a time.
 
-    ``f`` maps an array shaped like ``x`` to a scalar. Each coordinate is nudged by ±h in a
-    private copy of ``x`` and restored; ``x`` itself is never modified. Use float64: in
-    float32 the rounding error of f (about 1e-7·|f|) divided by 2h swamps the result.
+    ``f`` maps an array shaped like ``x`` to a scalar. Each coordinate is nudged
+    by ±h in a private copy of ``x`` and restored; ``x`` itself is never
+    modified. Use float64: in float32 the rounding error of f (about 1e-7·|f|)
+    divided by 2h swamps the result.
     """
     x = np.array(x, copy=True)
     if not np.issubdtype(x.dtype, np.floating):
@@ -56,10 +58,12 @@ def numerical_gradient(
 def numerical_gradient_wrt(
     loss: Callable[[], float], param: np.ndarray, h: float = 1e-5
 ) -> np.ndarray:
-    """∂loss/∂param by central differences, for a ``loss()`` that reads ``param`` itself.
+    """∂loss/∂param by central differences,
+    for a ``loss()`` that reads ``param`` itself.
 
-    A model's loss depends on its parameters through the model, not through an argument:
-    each trial value is written into ``param`` in place, and ``param`` is restored after.
+    A model's loss depends on its parameters through the model, not through an
+    argument: each trial value is written into ``param`` in place, and
+    ``param`` is restored after.
     """
     saved = param.copy()
 
@@ -78,7 +82,9 @@ def rel_error(a: ArrayLike, b: ArrayLike) -> float:
     """CS231n's relative error: max over entries of |a − b| / max(1e-8, |a| + |b|)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape; got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"a and b must have the same shape; got {a.shape} and {b.shape}"
+        )
     if a.size == 0:
         return 0.0
     # the 1e-8 floor keeps entries where both are (almost) zero from dividing by zero
@@ -120,8 +126,8 @@ def check_gradient(
     name: str = "gradient",
     file: TextIO | None = None,
 ) -> GradientCheck:
-    """Compare an analytic gradient of ``f`` at ``x`` with central differences; print the
-    result as one line to ``file`` (default: standard output)."""
+    """Compare an analytic gradient of ``f`` at ``x`` with central differences; print
+    the result as one line to ``file`` (default: standard output)."""
     numeric = numerical_gradient(f, x, h=h)
     analytic = np.asarray(analytic)
     if analytic.shape != numeric.shape:
@@ -132,8 +138,8 @@ def check_gradient(
     diff = float(np.max(np.abs(analytic - numeric))) if numeric.size else 0.0
     result = GradientCheck(name, diff, error, verdict(error))
     print(
-        f"gradient check {name} (h = {h:g}, {numeric.dtype}): "
-        f"max |analytic − numeric| = {diff:.2e}, rel_error = {error:.2e}: {result.verdict}",
+        f"gradient check {name} (h = {h:g}, {numeric.dtype}): max |analytic − numeric| "
+        f"= {diff:.2e}, rel_error = {error:.2e}: {result.verdict}",
         file=file or sys.stdout,
     )
     return result

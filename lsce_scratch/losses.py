@@ -2,7 +2,8 @@
 
 Notation (the same symbols as the docs pages):
 
-- z: logits of shape (N, K), classes on the last axis; p = softmax(z); y_i the true class.
+- z: logits of shape (N, K), classes on the last axis; p = softmax(z);
+  y_i the true class.
 - ε: smoothing; q = (1 − ε)·onehot(y) + ε/K (PyTorch's convention, ε/K to every class).
 - w: class weights, one per class (default all ones); r_ik = w_k·q_ik, S_i = Σ_k r_ik.
 - ℓ_i = −Σ_k r_ik log p_ik, the per-example loss; with w = 1, ℓ_i = CE(q_i, p_i).
@@ -27,10 +28,13 @@ from lsce_scratch.softmax import compute_dtype, log_softmax
 
 @dataclass
 class Prepared:
-    """Validated inputs, flattened to rows: what every LSCE implementation starts from."""
+    """Validated inputs, flattened to rows:
+    what every LSCE implementation starts from."""
 
     logits: np.ndarray  # (N, K) in the compute dtype
-    target: np.ndarray  # (N,) int64 class indices, or (N, K) probabilities in the compute dtype
+    target: (
+        np.ndarray
+    )  # (N,) int64 class indices, or (N, K) probabilities in the compute dtype
     kind: str  # "index" or "soft"
     valid: np.ndarray  # (N,) bool: rows that count (False where target == ignore_index)
     weight: np.ndarray | None  # (K,) in the compute dtype, or None
@@ -45,7 +49,8 @@ class Prepared:
 
     @property
     def safe_target(self) -> np.ndarray:
-        """Index targets with ignored rows pointed at class 0, so they can be used to index."""
+        """Index targets with ignored rows pointed at class 0, so they can
+        be used to index."""
         return np.where(self.valid, self.target, 0)
 
 
@@ -61,9 +66,10 @@ def prepare(
 ) -> Prepared:
     """Validate the arguments of an LSCE call and flatten them to rows of K classes.
 
-    ``check_finite=False`` skips the NaN/+inf scan of the logits, for callers that find
-    them in their own row maxima (lsce_scratch.fast) instead of paying an extra pass.
-    Only rows that count are checked: −inf masks a class, and an ignored row may hold anything.
+    ``check_finite=False`` skips the NaN/+inf scan of the logits, for callers that
+    find them in their own row maxima (lsce_scratch.fast) instead of paying an
+    extra pass. Only rows that count are checked: −inf masks a class, and an
+    ignored row may hold anything.
     """
     epsilon = check.check_epsilon(epsilon)
     reduction = check.check_reduction(reduction)
@@ -109,17 +115,27 @@ def prepare(
     w = None
     if weight is not None:
         w = np.asarray(weight)
-        if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-            raise TypeError(f"weight must be a real-valued array of shape ({num_classes},)")
+        if not np.issubdtype(w.dtype, np.number) or np.issubdtype(
+            w.dtype, np.complexfloating
+        ):
+            raise TypeError(
+                f"weight must be a real-valued array of shape ({num_classes},)"
+            )
         w = w.astype(dtype, copy=False)
         check.check_weight(
-            w.shape, num_classes, float(w.min()) if w.size else 0.0, bool(np.isfinite(w).all())
+            w.shape,
+            num_classes,
+            float(w.min()) if w.size else 0.0,
+            bool(np.isfinite(w).all()),
         )
-    return Prepared(z, t, kind, valid, w, epsilon, reduction, logits.shape[:-1], logits.dtype)
+    return Prepared(
+        z, t, kind, valid, w, epsilon, reduction, logits.shape[:-1], logits.dtype
+    )
 
 
 def nonfinite_rows(z_max: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The rows that count and hold NaN or +inf: exactly those whose maximum is NaN or +inf.
+    """The rows that count and hold NaN or +inf:
+    exactly those whose maximum is NaN or +inf.
 
     A maximum is NaN when the row holds one (NumPy's max and argmax take the first NaN);
     −inf, a masked class, leaves it alone unless the whole row is masked.
@@ -129,7 +145,10 @@ def nonfinite_rows(z_max: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def nonfinite_error(
-    bad: np.ndarray, z_max: np.ndarray, argmax: np.ndarray, leading_shape: tuple[int, ...]
+    bad: np.ndarray,
+    z_max: np.ndarray,
+    argmax: np.ndarray,
+    leading_shape: tuple[int, ...],
 ) -> ValueError:
     """The NaN/+inf error for the ``bad`` rows, naming the maximum of the first one."""
     rows = np.flatnonzero(bad)
@@ -139,7 +158,8 @@ def nonfinite_error(
 
 
 def normaliser(prep: Prepared) -> np.ndarray:
-    """The denominator of reduction='mean': Σ_i w_y_i over counted rows, or the row count.
+    """The denominator of reduction='mean': Σ_i w_y_i over counted rows,
+    or the row count.
 
     Zero (every row ignored, or zero weight on every true class) gives NaN: the mean is
     undefined there, and PyTorch returns NaN too.
@@ -165,20 +185,27 @@ def reduce_rows(row_loss: np.ndarray, prep: Prepared) -> np.ndarray:
 
 
 def upstream(dloss: ArrayLike, prep: Prepared) -> np.ndarray:
-    """``dloss`` checked against the loss's shape, in the compute dtype: 0-d, or (N,) for 'none'."""
+    """``dloss`` checked against the loss's shape, in the compute dtype: 0-d,
+    or (N,) for 'none'."""
     expected = prep.leading_shape if prep.reduction == "none" else ()
     dloss = np.asarray(dloss)
-    if not np.issubdtype(dloss.dtype, np.number) or np.issubdtype(dloss.dtype, np.complexfloating):
-        raise TypeError(f"dloss must be a real number or array; got dtype {dloss.dtype}")
+    if not np.issubdtype(dloss.dtype, np.number) or np.issubdtype(
+        dloss.dtype, np.complexfloating
+    ):
+        raise TypeError(
+            f"dloss must be a real number or array; got dtype {dloss.dtype}"
+        )
     check.check_dloss(dloss.shape, expected, prep.reduction)
     dloss = dloss.astype(prep.logits.dtype)
     return dloss.reshape(-1) if prep.reduction == "none" else dloss
 
 
 def row_scale(dloss: ArrayLike, prep: Prepared) -> np.ndarray:
-    """∂L/∂ℓ_i for every row, shape (N, 1): the upstream gradient through the reduction."""
+    """∂L/∂ℓ_i for every row, shape (N, 1):
+    the upstream gradient through the reduction."""
     dloss = upstream(dloss, prep)
-    # 'mean' divides by Σ w_{y_i}; 'sum' passes dloss on; for 'none' it is already per row
+    # 'mean' divides by Σ w_{y_i}; 'sum' passes dloss on;
+    # for 'none' it is already per row
     scale = dloss / normaliser(prep) if prep.reduction == "mean" else dloss
     # Ignored rows get exactly 0, even when the all-ignored mean is 0/0 (as in PyTorch).
     return np.where(prep.valid, scale, 0.0).astype(prep.logits.dtype)[:, None]
@@ -190,10 +217,10 @@ def smooth_labels(
 ) -> np.ndarray:
     """Smoothed target distributions q, shape target.shape + (K,), float64.
 
-    ``target`` holds class indices. ``spread="all"`` (PyTorch, Szegedy et al.) gives every
-    class ε/K, so the true class gets 1 − ε + ε/K. ``spread="others"`` (fairseq, Megatron)
-    gives the K − 1 wrong classes ε/(K − 1) each and the true class exactly 1 − ε; it equals
-    ``spread="all"`` with ε' = εK/(K − 1).
+    ``target`` holds class indices. ``spread="all"`` (PyTorch, Szegedy et al.) gives
+    every class ε/K, so the true class gets 1 − ε + ε/K. ``spread="others"`` (fairseq,
+    Megatron) gives the K − 1 wrong classes ε/(K − 1) each and the true class exactly
+    1 − ε; it equals ``spread="all"`` with ε' = εK/(K − 1).
     """
     epsilon = check.check_epsilon(epsilon)
     spread = check.check_spread(spread)
@@ -205,14 +232,18 @@ def smooth_labels(
             f"Convert with target.astype(int)"
         )
     check.check_index_values(
-        target[(target < 0) | (target >= num_classes)].reshape(-1), num_classes, ignore_index=None
+        target[(target < 0) | (target >= num_classes)].reshape(-1),
+        num_classes,
+        ignore_index=None,
     )
     if spread == "all":
         # q_k = ε/K for every k, plus 1 − ε on the true class
         off, on = epsilon / num_classes, 1.0 - epsilon + epsilon / num_classes
     else:
         if num_classes < 2:
-            raise ValueError("spread='others' needs num_classes >= 2: there is no other class")
+            raise ValueError(
+                "spread='others' needs num_classes >= 2: there is no other class"
+            )
         # q_k = ε/(K − 1) for k ≠ y, and q_y = 1 − ε
         off, on = epsilon / (num_classes - 1), 1.0 - epsilon
     q = np.full(target.shape + (num_classes,), off)
@@ -259,9 +290,9 @@ def lsce_forward(
     """Label-smoothing cross-entropy, forward pass; returns ``(loss, cache)``.
 
     ``logits`` has shape (..., K); ``target`` holds class indices of shape (...) or
-    probabilities of shape (..., K). The result equals
-    ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=..., reduction=...,
-    label_smoothing=epsilon)``. ``cache`` feeds :func:`lsce_backward`.
+    probabilities of shape (..., K). The result equals ``F.cross_entropy(movedim(logits,
+    -1, 1), target, weight, ignore_index=..., reduction=..., label_smoothing=epsilon)``.
+    ``cache`` feeds :func:`lsce_backward`.
     """
     prep = prepare(logits, target, epsilon, reduction, weight, ignore_index)
     # log p = z − lse(z), computed stably (lesson 01)
@@ -306,10 +337,11 @@ def row_losses(prep: Prepared, log_p: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 # --8<-- [start:lsce_backward]
 def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
-    """Gradient of the loss with respect to the logits, same shape and dtype as the logits.
+    """Gradient of the loss with respect to the logits,
+    same shape and dtype as the logits.
 
-    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for 'none';
-    ``cache`` is the dict :func:`lsce_forward` returned.
+    ``dloss`` is ∂(something)/∂loss: a scalar for 'mean'/'sum', the loss's shape for
+    'none'; ``cache`` is the dict :func:`lsce_forward` returned.
     """
     _check_cache(cache)
     prep, p, r = cache["prep"], cache["p"], cache["r"]
@@ -317,26 +349,29 @@ def lsce_backward(dloss: ArrayLike, cache: dict) -> np.ndarray:
     total = np.sum(r, axis=-1, keepdims=True)
     # ∂ℓ_i/∂z_ij = S_i p_ij − r_ij (a masked class has p = 0: its gradient is −r)
     grad = total * p - r
-    # At the most likely class m, S p_m − r_m cancels badly when p_m → 1 in float32.
-    # Use 1 − p_m = Σ_{k≠m} p_k there: S p_m − r_m = Σ_{k≠m} r_k − S Σ_{k≠m} p_k. That
-    # form cancels in turn when p_m is small (both sums near S), so only where p_m > 1/2.
+    # At the most likely class m, S p_m − r_m cancels badly when p_m → 1 in float32. Use
+    # 1 − p_m = Σ_{k≠m} p_k there: S p_m − r_m = Σ_{k≠m} r_k − S Σ_{k≠m} p_k. That form
+    # cancels in turn when p_m is small (both sums near S), so only where p_m > 1/2.
     m = np.argmax(p, axis=-1)
     rows = np.arange(p.shape[0])
     confident = p[rows, m] > 0.5
     grad[rows, m] = np.where(
         confident, _sum_except(r, m) - total[:, 0] * _sum_except(p, m), grad[rows, m]
     )
-    # chain rule through the reduction: mean divides by Σ w_{y_i}, none scales row by row;
-    # an ignored row gets exactly 0, whatever its logits (0 · NaN would be NaN)
+    # chain rule through the reduction: mean divides by Σ w_{y_i}, none scales row by
+    # row; an ignored row gets exactly 0, whatever its logits (0 · NaN would be NaN)
     grad = np.where(prep.valid[:, None], grad * row_scale(dloss, prep), 0.0)
-    return grad.reshape(prep.leading_shape + (prep.num_classes,)).astype(prep.input_dtype)
+    return grad.reshape(prep.leading_shape + (prep.num_classes,)).astype(
+        prep.input_dtype
+    )
 
 
 # --8<-- [end:lsce_backward]
 
 
 def _check_cache(cache: object) -> None:
-    """Refuse a cache that is not a dict like lsce_forward's, naming where it belongs."""
+    """Refuse a cache that is not a dict like lsce_forward's,
+    naming where it belongs."""
     if isinstance(cache, dict):
         return
     # fast imports this module, so it is imported here, when the check fails
@@ -356,9 +391,11 @@ def _check_cache(cache: object) -> None:
 
 # --8<-- [start:optimal_logit_gap]
 def optimal_logit_gap(num_classes: int, epsilon: float) -> float:
-    """The logit gap z_y − z_k (k ≠ y) that minimises LSCE: ln(1 + K(1 − ε)/ε); inf at ε = 0.
+    """The logit gap z_y − z_k (k ≠ y) that minimises LSCE: ln(1 + K(1 − ε)/ε);
+    inf at ε = 0.
 
-    At the optimum softmax(z) = q, so z_y − z_k = ln(q_y / q_k) = ln((1 − ε + ε/K)/(ε/K)).
+    At the optimum softmax(z) = q, so
+    z_y − z_k = ln(q_y / q_k) = ln((1 − ε + ε/K)/(ε/K)).
     """
     epsilon = check.check_epsilon(epsilon)
     num_classes = check.check_num_classes(num_classes)
@@ -383,7 +420,12 @@ def label_smoothing_cross_entropy(
 ) -> np.ndarray:
     """The LSCE loss alone (see :func:`lsce_forward` for the arguments)."""
     loss, _ = lsce_forward(
-        logits, target, epsilon, reduction=reduction, weight=weight, ignore_index=ignore_index
+        logits,
+        target,
+        epsilon,
+        reduction=reduction,
+        weight=weight,
+        ignore_index=ignore_index,
     )
     return loss
 
@@ -392,7 +434,9 @@ def label_smoothing_cross_entropy(
 
 
 # --8<-- [start:cross_entropy_forward]
-def cross_entropy_forward(logits: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, dict]:
+def cross_entropy_forward(
+    logits: ArrayLike, target: ArrayLike
+) -> tuple[np.ndarray, dict]:
     """Plain cross-entropy, mean over rows: LSCE with ε = 0 (lesson 03)."""
     return lsce_forward(logits, target, epsilon=0.0)
 

@@ -26,10 +26,11 @@ def extra_saved_bytes(
     logits: torch.Tensor,
     target: torch.Tensor,
 ) -> int:
-    """Bytes autograd saves for ``loss_fn(logits, target)``'s backward, beyond the logits.
+    """Bytes autograd saves for ``loss_fn(logits, target)``'s backward,
+    beyond the logits.
 
-    Every tensor an op saves passes through the pack hook; we add up the distinct storages
-    and leave out the logits' own, which the caller holds anyway.
+    Every tensor an op saves passes through the pack hook; we add up the distinct
+    storages and leave out the logits' own, which the caller holds anyway.
     """
     storages: dict[int, int] = {}
 

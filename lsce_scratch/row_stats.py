@@ -1,9 +1,10 @@
-"""The records the fast LSCE paths pass around, shared by NumPy, torch and Triton (lesson 09).
+"""The records the fast LSCE paths pass around, shared by NumPy, torch and Triton
+(lesson 09).
 
-Every field holds one number per row: NumPy arrays in :mod:`lsce_scratch.fast`, tensors in
-:mod:`lsce_scratch.nn`. m is a row's most likely class (its first maximum) and
-rest = Σ_k≠m exp(z_k − z_max) the sum of the softmax's other terms, so that
-log Σ_k exp(z_k) = z_max + log(1 + rest) and p = exp(z − z_max) / (1 + rest).
+Every field holds one number per row: NumPy arrays in :mod:`lsce_scratch.fast`, tensors
+in :mod:`lsce_scratch.nn`. m is a row's most likely class (its first maximum) and
+rest = Σ_k≠m exp(z_k − z_max) the sum of the softmax's other terms, so that log Σ_k
+exp(z_k) = z_max + log(1 + rest) and p = exp(z − z_max) / (1 + rest).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Softmax, log-softmax and log-sum-exp in NumPy, stable for any finite input (lesson 01).
+"""Softmax, log-softmax and log-sum-exp in NumPy, stable for any finite input
+(lesson 01).
 
 Notation (as on the docs page): x holds K logits, m = max_k x_k,
 lse(x) = log Σ_k exp(x_k), softmax(x)_k = exp(x_k − lse(x)).
@@ -11,7 +12,8 @@ from numpy.typing import ArrayLike
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype we compute in: float64 stays, smaller floats go to float32, integers to float64."""
+    """The dtype we compute in: float64 stays,
+    smaller floats go to float32, integers to float64."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return dtype
@@ -26,7 +28,8 @@ def _as_float(x: ArrayLike) -> np.ndarray:
 
 
 def _shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (x − m, m) with m = max along axis; a row of ±inf gets m = 0 so nothing is NaN."""
+    """Return (x − m, m) with m = max along axis;
+    a row of ±inf gets m = 0 so nothing is NaN."""
     # --8<-- [start:max-shift]
     m = np.max(x, axis=axis, keepdims=True)
     # All −inf (or +inf) rows: shifting by an infinite m would give inf − inf = NaN.
@@ -48,7 +51,8 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """
     x = _as_float(x)
     shifted, m = _shift_by_max(x, axis)
-    # lse(x) = m + log Σ_k exp(x_k − m); a row of all −inf is log 0 = −inf, not a warning
+    # lse(x) = m + log Σ_k exp(x_k − m); a row of all −inf is log 0 = −inf,
+    # not a warning
     with np.errstate(divide="ignore"):
         lse = m + np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return np.squeeze(lse, axis=axis)

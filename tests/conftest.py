@@ -31,14 +31,17 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     if isinstance(val, str):
         shown = val
     else:
-        shown = val.__name__ if callable(val) and hasattr(val, "__name__") else repr(val)
+        shown = (
+            val.__name__ if callable(val) and hasattr(val, "__name__") else repr(val)
+        )
     return f"{argname}={shown}" if len(shown) <= 40 else argname
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for exercise in exercises.load_manifest():
         config.addinivalue_line(
-            "markers", f"{exercise.marker}: tests of exercise {exercise.id} ({exercise.title})"
+            "markers",
+            f"{exercise.marker}: tests of exercise {exercise.id} ({exercise.title})",
         )
 
 
@@ -46,7 +49,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from tests.test_mistake_catalogue import load_catalogue
 
     if config.getoption("--impl") == "learner":
-        implementation = f"exercise implementation: learner ({exercises.exercises_dir()})"
+        implementation = (
+            f"exercise implementation: learner ({exercises.exercises_dir()})"
+        )
     else:
         implementation = "exercise implementation: reference (lsce_scratch)"
     catalogue = f"mistake catalogue: {len(load_catalogue())} typical learner mistakes"
@@ -64,7 +69,9 @@ def impl(request: pytest.FixtureRequest) -> Callable[..., object]:
     def get(exercise_id: str | None = None) -> object:
         if exercise_id is None:
             if len(own) != 1:
-                raise RuntimeError(f"{request.node.nodeid} needs exactly one exercise marker")
+                raise RuntimeError(
+                    f"{request.node.nodeid} needs exactly one exercise marker"
+                )
             exercise = own[0]
         else:
             exercise = exercises.get_exercise(exercise_id)
@@ -79,7 +86,9 @@ NUMPY_IMPLEMENTATIONS = {"simple": losses, "fast": fast}
 
 
 @pytest.fixture(params=sorted(NUMPY_IMPLEMENTATIONS))
-def lsce_implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+def lsce_implementation(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+):
     """Run a test module on both NumPy implementations: the simple one lesson 05 teaches
     (lsce_scratch.losses) and the fast one behind the public names (lsce_scratch.fast).
 

@@ -21,7 +21,9 @@ def show(value: ArrayLike) -> str:
     """An array on a few lines: 4 significant digits, long arrays cut in the middle."""
     array = np.asarray(value)
     if array.ndim == 0:
-        return np.format_float_positional(float(array), precision=6, trim="-", fractional=False)
+        return np.format_float_positional(
+            float(array), precision=6, trim="-", fractional=False
+        )
     return np.array2string(
         array, precision=4, threshold=24, edgeitems=3, max_line_width=88, separator=", "
     )
@@ -38,7 +40,9 @@ def describe_inputs(inputs: dict[str, ArrayLike]) -> str:
     return "\n".join(_lines(f"input {name} =", value) for name, value in inputs.items())
 
 
-def got_expected(got: ArrayLike, expected: ArrayLike, inputs: dict[str, ArrayLike]) -> str:
+def got_expected(
+    got: ArrayLike, expected: ArrayLike, inputs: dict[str, ArrayLike]
+) -> str:
     """The block under a message's first line: got, expected, then the input."""
     block = [_lines("got     ", got), _lines("expected", expected)]
     if inputs:
@@ -70,7 +74,10 @@ def assert_close(
         to the value that mistake gives: when ``ours`` matches one (or several that give the same
     numbers), the message names it.
     """
-    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    ours, theirs = (
+        np.asarray(ours, dtype=np.float64),
+        np.asarray(theirs, dtype=np.float64),
+    )
     finite = np.isfinite(theirs)
     scale = float(np.max(np.abs(theirs[finite]), initial=0.0))
     atol = rtol * max(scale, 1e-6)
@@ -96,7 +103,11 @@ def assert_close(
             + got_expected(ours, theirs, inputs)
         )
     difference = np.abs(np.nan_to_num(ours - theirs, nan=0.0))
-    worst = np.unravel_index(np.argmax(difference), difference.shape) if difference.ndim else ()
+    worst = (
+        np.unravel_index(np.argmax(difference), difference.shape)
+        if difference.ndim
+        else ()
+    )
     at = f" at index {tuple(int(i) for i in worst)}" if difference.ndim else ""
     raise AssertionError(
         f"{what}: off by {float(difference[worst]):.3g}{at} (allowed: {atol:.1g} + "

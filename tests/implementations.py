@@ -72,7 +72,9 @@ BACKENDS = [*IMPLEMENTATIONS, *(pytest.param(name, marks=_NO_GPU) for name in CU
 
 def supports(name: str, reduction: str) -> bool:
     """The torch fused loss offers no 'none' (its gradient is made in the forward)."""
-    return not (name.endswith("fused") and name != "numpy-fused" and reduction == "none")
+    return not (
+        name.endswith("fused") and name != "numpy-fused" and reduction == "none"
+    )
 
 
 def _class_chunk(num_classes: int) -> int:
@@ -135,7 +137,9 @@ def _run_numpy(name, logits, target, epsilon, kwargs, dloss) -> Result:
         return Result(_float64(loss), None, None)
     if name == "numpy-fused":
         eye = np.eye(logits.shape[-1], dtype=logits.dtype)
-        loss, d_hidden, _, _ = fast.linear_lsce(logits, eye, target, epsilon, dloss=dloss, **kwargs)
+        loss, d_hidden, _, _ = fast.linear_lsce(
+            logits, eye, target, epsilon, dloss=dloss, **kwargs
+        )
         return Result(_float64(loss), _float64(d_hidden), None)
     module = losses if name == "numpy-simple" else fast
     loss, cache = module.lsce_forward(logits, target, epsilon, **kwargs)
@@ -160,6 +164,10 @@ def _run_torch(name, logits, target, epsilon, kwargs, dloss) -> Result:
             "fast": not name.endswith("plain"),
         }
         # the logits a model hands over: not a leaf (inplace=True refuses leaves)
-        loss = lnn.label_smoothing_cross_entropy(z * 1.0, t, epsilon, **kwargs, **options)
-    loss.backward(torch.tensor(dloss, dtype=loss.dtype, device=device).reshape(loss.shape))
+        loss = lnn.label_smoothing_cross_entropy(
+            z * 1.0, t, epsilon, **kwargs, **options
+        )
+    loss.backward(
+        torch.tensor(dloss, dtype=loss.dtype, device=device).reshape(loss.shape)
+    )
     return Result(_float64(loss), _float64(z.grad), _float64(t.grad) if soft else None)

@@ -27,7 +27,9 @@ def copy_course(dest: Path, *, solutions: bool = False) -> Path:
     """Copy the lessons, the tests and pyproject.toml into ``dest``; with ``solutions``, the
     learner's files are the learner-level solutions instead of the stubs."""
     for name in ("lessons", "tests"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     shutil.copy(ROOT / "pyproject.toml", dest)
     if solutions:
         for path in SOLUTIONS.glob("ex*.py"):
@@ -50,7 +52,9 @@ def write_body(path: Path, function: str, body: str) -> None:
         start = statements[0].end_lineno or start
     lines = source.splitlines(keepends=True)
     # comments right above the first statement (the stub's math) stay where they are
-    new = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", " " * first.col_offset)
+    new = textwrap.indent(
+        textwrap.dedent(body).strip("\n") + "\n", " " * first.col_offset
+    )
     lines[start : definition.end_lineno] = [new]
     path.write_text("".join(lines), encoding="utf-8")
 
@@ -58,9 +62,16 @@ def write_body(path: Path, function: str, body: str) -> None:
 def lsce(
     course: Path, *args: str, timeout: float = 180, **env_vars: str
 ) -> subprocess.CompletedProcess:
-    """Run the real ``lsce`` command in ``course``, with wide, unwrapped output unless
-    ``env_vars`` (extra environment variables) say otherwise."""
-    env = dict(os.environ, LSCE_ROOT=str(course), COLUMNS="1000", PYTHONUNBUFFERED="1")
+    """Run the real ``lsce`` command in ``course``, with wide, unwrapped English output
+    unless ``env_vars`` (extra environment variables) say otherwise (a Chinese locale on
+    the test machine must not change what the tests read)."""
+    env = dict(
+        os.environ,
+        LSCE_ROOT=str(course),
+        COLUMNS="1000",
+        PYTHONUNBUFFERED="1",
+        LSCE_LANG="en",
+    )
     env.update(env_vars)
     return subprocess.run(
         [sys.executable, "-m", "lsce_course.cli", *args],

@@ -54,13 +54,18 @@ def run_python(
     )  # fmt: skip
 
 
-def run_lesson(script: str, figure_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_lesson(
+    script: str, figure_dir: Path, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run lessons/<script>."""
     return run_python([str(LESSONS / script)], figure_dir, timeout)
 
 
 def assert_lesson_passed(
-    result: subprocess.CompletedProcess, script: str, figures: list[str], figure_dir: Path
+    result: subprocess.CompletedProcess,
+    script: str,
+    figures: list[str],
+    figure_dir: Path,
 ) -> None:
     """The lesson exited 0 after its table said so, and saved every figure."""
     assert result.returncode == 0, (
@@ -69,7 +74,9 @@ def assert_lesson_passed(
     assert "checks passed" in result.stdout
     for figure in figures:
         path = figure_dir / figure
-        assert path.is_file() and path.stat().st_size > 1000, f"{script} did not save {figure}"
+        assert path.is_file() and path.stat().st_size > 1000, (
+            f"{script} did not save {figure}"
+        )
 
 
 def run_lesson_broken(

@@ -37,7 +37,9 @@ class TorchResult(NamedTuple):
 
 
 def upstream_gradient(
-    reduction: str, leading_shape: tuple[int, ...], rng: np.random.Generator | None = None
+    reduction: str,
+    leading_shape: tuple[int, ...],
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """A non-trivial upstream gradient ∂L/∂loss in float64.
 
@@ -84,7 +86,9 @@ def torch_lsce(
     their last axis moved there; a single ``(K,)`` example is passed as it is.
     """
     with single_torch_thread():
-        return _torch_lsce(logits, target, epsilon, reduction, weight, ignore_index, dloss, dtype)
+        return _torch_lsce(
+            logits, target, epsilon, reduction, weight, ignore_index, dloss, dtype
+        )
 
 
 @contextlib.contextmanager
@@ -206,7 +210,10 @@ DEVICES = [
 
 
 def torch_logits(
-    shape: tuple[int, ...], seed: int, device: str = "cpu", dtype: torch.dtype = torch.float64
+    shape: tuple[int, ...],
+    seed: int,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Random torch logits N(0, 3²), one class 10 higher in about a third of the rows."""
     g = torch.Generator().manual_seed(seed)

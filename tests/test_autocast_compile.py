@@ -29,8 +29,12 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 AUTOCASTS = [
     pytest.param("cpu", torch.bfloat16, id="cpu-bfloat16"),
     pytest.param("cpu", torch.float16, id="cpu-float16"),
-    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=[pytest.mark.cuda, CUDA]),
-    pytest.param("cuda", torch.float16, id="cuda-float16", marks=[pytest.mark.cuda, CUDA]),
+    pytest.param(
+        "cuda", torch.bfloat16, id="cuda-bfloat16", marks=[pytest.mark.cuda, CUDA]
+    ),
+    pytest.param(
+        "cuda", torch.float16, id="cuda-float16", marks=[pytest.mark.cuda, CUDA]
+    ),
 ]
 
 
@@ -79,7 +83,9 @@ def test_unfused_loss_under_autocast_returns_what_cross_entropy_returns(device, 
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-4)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])])
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]
+)
 def test_float64_stays_float64_under_autocast(device):
     z = torch.randn(5, 4, dtype=torch.float64, device=device)
     target = torch.tensor([0, 1, 2, 3, 0], device=device)
@@ -111,7 +117,9 @@ def test_fused_linear_under_autocast_as_liger_test_amp(device, dtype, rows, h, k
     lin_weight = torch.rand(k, h, generator=g)  # Liger's weights: torch.rand(V, H)
     lin_bias = torch.rand(k, generator=g) if bias else None
     target = torch.randint(0, k, (rows,), generator=g)
-    inputs = [None if t is None else t.to(device) for t in (hidden, lin_weight, lin_bias)]
+    inputs = [
+        None if t is None else t.to(device) for t in (hidden, lin_weight, lin_bias)
+    ]
     target = target.to(device)
     results = []
     for fused in (False, True):
@@ -134,7 +142,9 @@ def test_fused_linear_under_autocast_as_liger_test_amp(device, dtype, rows, h, k
 
 
 @pytest.mark.parametrize("device, dtype", AUTOCASTS)
-def test_fused_linear_under_autocast_returns_what_linear_cross_entropy_returns(device, dtype):
+def test_fused_linear_under_autocast_returns_what_linear_cross_entropy_returns(
+    device, dtype
+):
     """F.linear_cross_entropy (torch ≥ 2.13), with weights, smoothing and ignored rows."""
     if not hasattr(F, "linear_cross_entropy"):
         pytest.skip("torch has no F.linear_cross_entropy")
@@ -153,7 +163,9 @@ def test_fused_linear_under_autocast_returns_what_linear_cross_entropy_returns(d
                     loss = fused(hidden, lin_weight, target, linear_bias=lin_bias,
                                  label_smoothing=eps, **kwargs)  # fmt: skip
                 else:
-                    loss = fused(hidden, lin_weight, target, eps, lin_bias=lin_bias, **kwargs)
+                    loss = fused(
+                        hidden, lin_weight, target, eps, lin_bias=lin_bias, **kwargs
+                    )
             loss.backward()
             results.append((loss, grads((hidden, lin_weight, lin_bias))))
         (ours, our_grads), (theirs, their_grads) = results
@@ -173,7 +185,11 @@ def train_steps(model, loss_fn, batches, compile_backend=None):
         loss.backward()
         return loss
 
-    run = step if compile_backend is None else torch.compile(step, backend=compile_backend)
+    run = (
+        step
+        if compile_backend is None
+        else torch.compile(step, backend=compile_backend)
+    )
     seen = []
     for x, y in batches:
         loss = run(x, y)
@@ -190,7 +206,9 @@ def _batches():
 
 def _model():
     torch.manual_seed(7)
-    return torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.ReLU(), torch.nn.Linear(24, 10))
+    return torch.nn.Sequential(
+        torch.nn.Linear(16, 24), torch.nn.ReLU(), torch.nn.Linear(24, 10)
+    )
 
 
 @pytest.mark.slow
@@ -199,7 +217,9 @@ def test_a_compiled_training_step_with_our_module_gives_the_eager_gradients():
     batches = _batches()
     eager = train_steps(_model(), lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1),
                         batches)  # fmt: skip
-    compiled = train_steps(_model(), LabelSmoothingCrossEntropy(0.1), batches, "inductor")
+    compiled = train_steps(
+        _model(), LabelSmoothingCrossEntropy(0.1), batches, "inductor"
+    )
     for (loss, grad), (want_loss, want_grad) in zip(compiled, eager, strict=True):
         torch.testing.assert_close(loss, want_loss)
         for a, b in zip(grad, want_grad, strict=True):
@@ -209,7 +229,9 @@ def test_a_compiled_training_step_with_our_module_gives_the_eager_gradients():
 @pytest.mark.parametrize(
     "loss_fn",
     [
-        pytest.param(LabelSmoothingCrossEntropy(0.1, grad_in_forward=True), id="grad_in_forward"),
+        pytest.param(
+            LabelSmoothingCrossEntropy(0.1, grad_in_forward=True), id="grad_in_forward"
+        ),
         pytest.param(LabelSmoothingCrossEntropy(0.1, inplace=True), id="inplace"),
     ],
 )
@@ -245,7 +267,9 @@ def test_a_compiled_step_with_the_fused_linear_loss():
         run = step if backend is None else torch.compile(step, backend=backend)
         loss = run(hidden, target)
         loss.backward()
-        results.append((loss.detach(), [p.grad for p in (*body.parameters(), *out.parameters())]))
+        results.append(
+            (loss.detach(), [p.grad for p in (*body.parameters(), *out.parameters())])
+        )
     (want, want_grads), (got, got_grads) = results
     torch.testing.assert_close(got, want)
     for a, b in zip(got_grads, want_grads, strict=True):

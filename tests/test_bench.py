@@ -18,7 +18,9 @@ from tests.lessons import ROOT, run_python
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench", ROOT / "benchmarks" / "bench.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -43,7 +45,9 @@ def test_child_peak_rss_sees_what_one_call_allocates() -> None:
 def quick_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``bench.py --quick`` run for this module: the path of its JSON."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    result = run_python(["benchmarks/bench.py", "--quick", "--out", str(out)], out.parent)
+    result = run_python(
+        ["benchmarks/bench.py", "--quick", "--out", str(out)], out.parent
+    )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     return out
 
@@ -56,7 +60,13 @@ def quick(quick_out: Path) -> dict:
 @pytest.mark.slow
 def test_quick_run_writes_json_and_tables(quick: dict, quick_out: Path) -> None:
     names = {row["impl"] for row in quick["results"]}
-    assert {"floor", "F.cross_entropy", "LSCEFunction", "NumPy fast", "NumPy naive"} <= names
+    assert {
+        "floor",
+        "F.cross_entropy",
+        "LSCEFunction",
+        "NumPy fast",
+        "NumPy naive",
+    } <= names
     for row in quick["results"]:
         assert row["time_s"] > 0 and row["vs_builtin"] > 0, row
         if row["kind"] == "numpy":
@@ -104,7 +114,9 @@ def test_older_json_shows_the_newer_rows_as_not_measured() -> None:
     assert len(chunked_goals) == 4
     assert all(line.endswith("| not measured | — |") for line in chunked_goals)
     # a row it has keeps its numbers
-    fused_row = next(r for r in data["fused_linear"]["rows"] if r["impl"] == bench.FUSED)
+    fused_row = next(
+        r for r in data["fused_linear"]["rows"] if r["impl"] == bench.FUSED
+    )
     assert f"| {bench.FUSED} | {bench._time(fused_row['time_s'])} |" in text
 
 
@@ -118,7 +130,9 @@ def test_goals_are_a_plain_table_of_goal_and_measured() -> None:
     text = bench.markdown(failing)
     assert "| goal | limit | measured | result |" in text
     assert "| NumPy fast time / built-in (8192×32000) | ≤ 0.4 | 9 | not met |" in text
-    assert "| NumPy fast time / softmax floor (8192×32000) | ≤ 1.5 | 1.4 | met |" in text
+    assert (
+        "| NumPy fast time / softmax floor (8192×32000) | ≤ 1.5 | 1.4 | met |" in text
+    )
     assert "FAIL" not in text and "**not met**" not in text
 
 
@@ -138,12 +152,20 @@ READER_PAGES = [
 def test_site_pages_speak_to_readers(page: str) -> None:
     """No internal language: issues, targets, build machines, bold FAIL or not-met verdicts."""
     text = (ROOT / "docs" / page).read_text()
-    assert "**FAIL" not in text and "**not met**" not in text, f"docs/{page}: a bold verdict"
+    assert "**FAIL" not in text and "**not met**" not in text, (
+        f"docs/{page}: a bold verdict"
+    )
     if page.startswith("benchmarks"):
         assert "FAIL" not in text, f"docs/{page} says FAIL"
     # the conventions page links a PyTorch issue by its URL; no page talks about one
     prose = re.sub(r"\(https?://[^)]*\)", "", text).lower()
-    for words in ("issue", "time target", "build machine", "next thing to try", "internal"):
+    for words in (
+        "issue",
+        "time target",
+        "build machine",
+        "next thing to try",
+        "internal",
+    ):
         assert words not in prose, f"docs/{page} says {words!r}"
 
 
@@ -152,10 +174,14 @@ def test_committed_benchmark_tables_match_their_json(device: str) -> None:
     """The Benchmarks page shows docs/benchmarks/*.txt: they must be the JSON's rendering."""
     json_path = ROOT / "docs" / "benchmarks" / f"{device}.json"
     text_path = json_path.with_suffix(".txt")
-    assert text_path.is_file(), f"{text_path} is missing (the Benchmarks page includes it)"
+    assert text_path.is_file(), (
+        f"{text_path} is missing (the Benchmarks page includes it)"
+    )
     if not json_path.is_file():
         assert device == "cuda", "docs/benchmarks/cpu.json must be committed"
-        assert "No GPU results" in text_path.read_text()  # the placeholder, never a number
+        assert (
+            "No GPU results" in text_path.read_text()
+        )  # the placeholder, never a number
         return
     data = json.loads(json_path.read_text())
     assert data["machine"]["device"] == device

@@ -33,12 +33,16 @@ def imported_modules(path: Path) -> set[str]:
 def test_the_library_imports_neither_the_tooling_nor_the_examples(path: Path) -> None:
     for name in imported_modules(path):
         top = name.split(".")[0]
-        assert top not in FORBIDDEN_IN_LIBRARY, f"{path.relative_to(ROOT)} imports {name}"
+        assert top not in FORBIDDEN_IN_LIBRARY, (
+            f"{path.relative_to(ROOT)} imports {name}"
+        )
 
 
 def test_the_scanner_sees_a_lazy_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from lsce_course import report\n", encoding="utf-8")
+    module.write_text(
+        "def f():\n    from lsce_course import report\n", encoding="utf-8"
+    )
     assert "lsce_course" in imported_modules(module)
 
 
@@ -47,7 +51,11 @@ def loaded_after(statement: str) -> set[str]:
     listing = "print(' '.join({m.split('.')[0] for m in sys.modules}))"
     code = f"{statement}; import sys; {listing}"
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split())

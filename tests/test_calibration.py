@@ -27,7 +27,12 @@ from lsce_scratch.softmax import softmax
 # on edges (0.25, 0.5, 0.75, 1.0, all exact in binary) and go to the lower bin.
 EDGE_PROBS = np.array(
     [
-        [0.25, 0.25, 0.25, 0.25],  # c = .25 → bin 1, ŷ = 0 (first on ties), y = 0: right
+        [
+            0.25,
+            0.25,
+            0.25,
+            0.25,
+        ],  # c = .25 → bin 1, ŷ = 0 (first on ties), y = 0: right
         [0.5, 0.5, 0.0, 0.0],  # c = .5 → bin 2, ŷ = 0, y = 1: wrong
         [0.75, 0.25, 0.0, 0.0],  # c = .75 → bin 3, right
         [0.0, 0.0, 1.0, 0.0],  # c = 1 → bin 4, right
@@ -50,7 +55,9 @@ def random_predictions(
     return z, softmax(z), labels
 
 
-def ece_by_loop(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> tuple[float, float, float]:
+def ece_by_loop(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int
+) -> tuple[float, float, float]:
     """(ECE, RMSCE, MCE) by an explicit loop over bins with interval masks."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
@@ -78,14 +85,18 @@ def test_ece_on_hand_computed_case_with_confidences_on_edges() -> None:
     np.testing.assert_array_equal(bins.edges, [0.0, 0.25, 0.5, 0.75, 1.0])
     np.testing.assert_array_equal(bins.count, EDGE_COUNTS)
     np.testing.assert_allclose(bins.accuracy, [1.0, 0.0, 0.5, 1.0], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(bins.confidence, [0.25, 0.5, 0.6875, 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        bins.confidence, [0.25, 0.5, 0.6875, 1.0], rtol=0, atol=1e-15
+    )
     # ECE = (1·.75 + 1·.5 + 2·.1875 + 1·0) / 5 = 0.325
-    assert cal.expected_calibration_error(EDGE_PROBS, EDGE_LABELS, 4) == pytest.approx(0.325, 1e-14)
+    assert cal.expected_calibration_error(EDGE_PROBS, EDGE_LABELS, 4) == pytest.approx(
+        0.325, 1e-14
+    )
     assert cal.expected_calibration_error(EDGE_PROBS, EDGE_LABELS, 4, "max") == 0.75
     rms = np.sqrt(np.sum(EDGE_COUNTS * EDGE_GAPS**2) / 5)
-    assert cal.expected_calibration_error(EDGE_PROBS, EDGE_LABELS, 4, "l2") == pytest.approx(
-        rms, 1e-14
-    )
+    assert cal.expected_calibration_error(
+        EDGE_PROBS, EDGE_LABELS, 4, "l2"
+    ) == pytest.approx(rms, 1e-14)
 
 
 def test_edge_rule_changes_the_ece_by_a_factor_of_three() -> None:
@@ -107,7 +118,9 @@ def test_empty_bins_are_nan_and_counts_add_up() -> None:
     bins = cal.reliability_bins(EDGE_PROBS, EDGE_LABELS, n_bins=15)
     assert bins.count.sum() == len(EDGE_LABELS)
     empty = bins.count == 0
-    assert np.isnan(bins.accuracy[empty]).all() and np.isnan(bins.confidence[empty]).all()
+    assert (
+        np.isnan(bins.accuracy[empty]).all() and np.isnan(bins.confidence[empty]).all()
+    )
     assert not np.isnan(bins.accuracy[~empty]).any()
 
 
@@ -116,8 +129,12 @@ def test_ece_matches_a_per_bin_loop(n_bins: int) -> None:
     _, p, y = random_predictions(np.random.default_rng(n_bins))
     ece, rms, mce = ece_by_loop(p, y, n_bins)
     assert cal.expected_calibration_error(p, y, n_bins) == pytest.approx(ece, rel=1e-12)
-    assert cal.expected_calibration_error(p, y, n_bins, "l2") == pytest.approx(rms, rel=1e-12)
-    assert cal.expected_calibration_error(p, y, n_bins, "max") == pytest.approx(mce, rel=1e-12)
+    assert cal.expected_calibration_error(p, y, n_bins, "l2") == pytest.approx(
+        rms, rel=1e-12
+    )
+    assert cal.expected_calibration_error(p, y, n_bins, "max") == pytest.approx(
+        mce, rel=1e-12
+    )
 
 
 def test_bins_match_scikit_learn_calibration_curve() -> None:
@@ -134,7 +151,9 @@ def test_bins_match_scikit_learn_calibration_curve() -> None:
 def test_one_bin_ece_is_accuracy_minus_mean_confidence() -> None:
     _, p, y = random_predictions(np.random.default_rng(6))
     expected = abs(np.mean(p.argmax(axis=1) == y) - np.mean(p.max(axis=1)))
-    assert cal.expected_calibration_error(p, y, n_bins=1) == pytest.approx(expected, rel=1e-12)
+    assert cal.expected_calibration_error(p, y, n_bins=1) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_ece_accepts_float32_probabilities() -> None:
@@ -151,12 +170,17 @@ def test_ece_accepts_float32_probabilities() -> None:
 
 def test_nll_matches_torch() -> None:
     z, p, y = random_predictions(np.random.default_rng(8))
-    expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(y)).item()
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(z), torch.tensor(y)
+    ).item()
     assert cal.negative_log_likelihood(p, y) == pytest.approx(expected, rel=1e-12)
 
 
 def test_nll_is_infinite_when_a_true_class_has_probability_zero() -> None:
-    assert cal.negative_log_likelihood(np.array([[1.0, 0.0], [0.5, 0.5]]), [1, 0]) == np.inf
+    assert (
+        cal.negative_log_likelihood(np.array([[1.0, 0.0], [0.5, 0.5]]), [1, 0])
+        == np.inf
+    )
 
 
 def test_brier_hand_computed_and_twice_sklearn_binary() -> None:
@@ -165,7 +189,9 @@ def test_brier_hand_computed_and_twice_sklearn_binary() -> None:
     assert cal.brier_score(probs, [0, 0]) == pytest.approx(0.4, rel=1e-14)
     # for K = 2 the multiclass sum counts the binary error twice
     _, p, y = random_predictions(np.random.default_rng(9), k=2)
-    assert cal.brier_score(p, y) == pytest.approx(2 * brier_score_loss(y, p[:, 1]), rel=1e-12)
+    assert cal.brier_score(p, y) == pytest.approx(
+        2 * brier_score_loss(y, p[:, 1]), rel=1e-12
+    )
 
 
 def test_brier_three_classes_by_hand() -> None:
@@ -189,7 +215,9 @@ def test_fitted_temperature_minimises_the_nll() -> None:
 def test_temperature_keeps_the_argmax() -> None:
     z, _, y = random_predictions(np.random.default_rng(11))
     t = cal.fit_temperature(z, y)
-    np.testing.assert_array_equal(cal.apply_temperature(z, t).argmax(axis=1), z.argmax(axis=1))
+    np.testing.assert_array_equal(
+        cal.apply_temperature(z, t).argmax(axis=1), z.argmax(axis=1)
+    )
 
 
 @pytest.mark.parametrize("factor", [0.25, 0.5, 2.0, 4.0])
@@ -234,10 +262,14 @@ def test_pav_matches_sklearn_with_weights(seed: int) -> None:
 def test_isotonic_fit_matches_sklearn_with_tied_scores_and_weights(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
     scores = rng.integers(0, 30, 300).astype(float)  # many tied scores
-    targets = (rng.random(300) < scores / 30).astype(float) + 0.1 * rng.standard_normal(300)
+    targets = (rng.random(300) < scores / 30).astype(float) + 0.1 * rng.standard_normal(
+        300
+    )
     weights = rng.uniform(0.1, 2.0, 300)
     ours = cal.isotonic_fit(scores, targets, weights)
-    theirs = IsotonicRegression(out_of_bounds="clip").fit(scores, targets, sample_weight=weights)
+    theirs = IsotonicRegression(out_of_bounds="clip").fit(
+        scores, targets, sample_weight=weights
+    )
     new = np.r_[scores, rng.uniform(-5, 35, 500)]
     np.testing.assert_allclose(ours(new), theirs.predict(new), rtol=0, atol=1e-12)
 
@@ -256,18 +288,26 @@ def test_isotonic_fit_matches_sklearn_with_tied_scores_and_weights(seed: int) ->
         max_size=40,
     )
 )
-def test_isotonic_fit_property_matches_sklearn(rows: list[tuple[float, float, float]]) -> None:
+def test_isotonic_fit_property_matches_sklearn(
+    rows: list[tuple[float, float, float]],
+) -> None:
     scores, targets, weights = (np.array(column) for column in zip(*rows, strict=True))
     ours = cal.isotonic_fit(scores, targets, weights)
     theirs = IsotonicRegression().fit(scores, targets, sample_weight=weights)
     assert np.all(np.diff(ours.values) >= 0)
-    np.testing.assert_allclose(ours(scores), theirs.predict(scores), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        ours(scores), theirs.predict(scores), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_pav_leaves_a_sorted_sequence_alone_and_pools_a_reversed_one() -> None:
-    np.testing.assert_array_equal(cal.pool_adjacent_violators([1.0, 2.0, 2.0, 5.0]), [1, 2, 2, 5])
+    np.testing.assert_array_equal(
+        cal.pool_adjacent_violators([1.0, 2.0, 2.0, 5.0]), [1, 2, 2, 5]
+    )
     # one block of weighted mean (3·1 + 1·3) / 4 = 1.5
-    np.testing.assert_allclose(cal.pool_adjacent_violators([3.0, 1.0], [1.0, 3.0]), [1.5, 1.5])
+    np.testing.assert_allclose(
+        cal.pool_adjacent_violators([3.0, 1.0], [1.0, 3.0]), [1.5, 1.5]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +343,9 @@ def test_platt_stays_finite_on_separable_scores() -> None:
 def test_one_vs_rest_log_odds_are_exact_for_confident_rows() -> None:
     z = np.array([[0.0, 1.0, -2.0], [50.0, 0.0, 0.0]])
     p = softmax(z[:1])
-    np.testing.assert_allclose(cal.one_vs_rest_log_odds(z[:1]), np.log(p / (1 - p)), rtol=1e-12)
+    np.testing.assert_allclose(
+        cal.one_vs_rest_log_odds(z[:1]), np.log(p / (1 - p)), rtol=1e-12
+    )
     # p_0 rounds to 1 in float64, yet s_0 = 50 − log 2
     assert cal.one_vs_rest_log_odds(z)[1, 0] == pytest.approx(50 - np.log(2), rel=1e-15)
 
@@ -315,7 +357,9 @@ def test_one_vs_rest_isotonic_matches_sklearn_per_class() -> None:
     s_fit, s_new = cal.one_vs_rest_log_odds(z), cal.one_vs_rest_log_odds(z_new)
     g = np.stack(
         [
-            IsotonicRegression(out_of_bounds="clip").fit(s_fit[:, k], y == k).predict(s_new[:, k])
+            IsotonicRegression(out_of_bounds="clip")
+            .fit(s_fit[:, k], y == k)
+            .predict(s_new[:, k])
             for k in range(z.shape[1])
         ],
         axis=1,
@@ -332,7 +376,9 @@ def test_one_vs_rest_outputs_are_distributions_that_help_the_nll(fit) -> None:
     assert calibrated.shape == p.shape and (calibrated >= 0).all()
     np.testing.assert_allclose(calibrated.sum(axis=1), 1.0, rtol=1e-12)
     # on its own calibration set a fitted calibrator improves the (over-confident) ECE
-    assert cal.expected_calibration_error(calibrated, y) < cal.expected_calibration_error(p, y)
+    assert cal.expected_calibration_error(
+        calibrated, y
+    ) < cal.expected_calibration_error(p, y)
 
 
 def test_one_vs_rest_row_with_all_zero_scores_gets_uniform() -> None:
@@ -351,11 +397,31 @@ GOOD_Y = np.array([0, 2])
 @pytest.mark.parametrize(
     ("probs", "labels", "error", "message"),
     [
-        (GOOD_P * 1.01, GOOD_Y, ValueError, r"probs rows must each sum to 1 \(within 0.0001\)"),
-        (GOOD_P, np.array([0, 3]), ValueError, r"labels holds class index 3 outside \[0, 2\]"),
+        (
+            GOOD_P * 1.01,
+            GOOD_Y,
+            ValueError,
+            r"probs rows must each sum to 1 \(within 0.0001\)",
+        ),
+        (
+            GOOD_P,
+            np.array([0, 3]),
+            ValueError,
+            r"labels holds class index 3 outside \[0, 2\]",
+        ),
         (GOOD_P, np.array([0, -1]), ValueError, r"labels holds class index -1"),
-        (GOOD_P, np.array([0, 1, 2]), ValueError, r"labels has 3 entries but probs has 2 rows"),
-        (GOOD_P, np.array([0.0, 2.0]), TypeError, r"labels must hold integer class indices"),
+        (
+            GOOD_P,
+            np.array([0, 1, 2]),
+            ValueError,
+            r"labels has 3 entries but probs has 2 rows",
+        ),
+        (
+            GOOD_P,
+            np.array([0.0, 2.0]),
+            TypeError,
+            r"labels must hold integer class indices",
+        ),
         (np.zeros((0, 3)), np.zeros(0, int), ValueError, r"probs is empty"),
         (GOOD_P[0], GOOD_Y, ValueError, r"probs must have shape \(N, K\)"),
         (np.array([[1.2, -0.2]]), [0], ValueError, r"probs must be >= 0"),
@@ -373,7 +439,9 @@ GOOD_Y = np.array([0, 2])
         cal.brier_score,
     ],
 )
-def test_metrics_reject_bad_probs_and_labels(metric, probs, labels, error, message) -> None:
+def test_metrics_reject_bad_probs_and_labels(
+    metric, probs, labels, error, message
+) -> None:
     with pytest.raises(error, match=message):
         metric(probs, labels)
 
@@ -385,7 +453,10 @@ def test_tolerance_accepts_float_rounding() -> None:
 @pytest.mark.parametrize(
     ("n_bins", "error", "message"),
     [(0, ValueError, r"n_bins must be >= 1"), (-3, ValueError, r"n_bins must be >= 1")]
-    + [(2.5, TypeError, r"n_bins must be an integer"), (True, TypeError, r"n_bins must be")],
+    + [
+        (2.5, TypeError, r"n_bins must be an integer"),
+        (True, TypeError, r"n_bins must be"),
+    ],
 )
 def test_bad_n_bins(n_bins, error, message) -> None:
     with pytest.raises(error, match=message):
@@ -408,7 +479,9 @@ def test_calibrators_reject_bad_logits_and_labels(fit) -> None:
     z = np.random.default_rng(0).standard_normal((4, 3))
     with pytest.raises(ValueError, match=r"labels has 3 entries but logits has 4 rows"):
         fit(z, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match=r"labels holds class index 3 outside \[0, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"labels holds class index 3 outside \[0, 2\]"
+    ):
         fit(z, np.array([0, 1, 2, 3]))
     with pytest.raises(ValueError, match=r"logits is empty"):
         fit(np.zeros((0, 3)), np.zeros(0, int))
@@ -426,12 +499,16 @@ def test_one_vs_rest_needs_every_class(fit) -> None:
 def test_one_vs_rest_rejects_other_class_counts() -> None:
     z = np.random.default_rng(0).standard_normal((6, 3))
     calibrator = cal.fit_platt(z, np.array([0, 1, 2, 0, 1, 2]))
-    with pytest.raises(ValueError, match=r"logits have K = 4 classes but the calibrator"):
+    with pytest.raises(
+        ValueError, match=r"logits have K = 4 classes but the calibrator"
+    ):
         calibrator(np.zeros((2, 4)))
 
 
 def test_one_dimensional_fits_reject_bad_input() -> None:
-    with pytest.raises(ValueError, match=r"targets has 2 entries but the scores have 3"):
+    with pytest.raises(
+        ValueError, match=r"targets has 2 entries but the scores have 3"
+    ):
         cal.isotonic_fit([1.0, 2.0, 3.0], [0.0, 1.0])
     with pytest.raises(ValueError, match=r"weights must be > 0"):
         cal.isotonic_fit([1.0, 2.0], [0.0, 1.0], [1.0, 0.0])

@@ -51,6 +51,13 @@ while True:
 TIMEOUT = "8"
 
 
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read lsce's English output: no Chinese locale or $LSCE_LANG of whoever
+    runs them may switch it (test_messages.py tests the Chinese)."""
+    monkeypatch.setenv("LSCE_LANG", "en")
+
+
 @pytest.fixture
 def course(tmp_path: Path) -> Path:
     """A copy of the course's lessons and tests, for a simulated learner to edit."""
@@ -63,7 +70,9 @@ def _file(course: Path, name: str) -> Path:
 
 def _rows(listing: str) -> dict[str, str]:
     """``lsce list``'s table rows by exercise id."""
-    return {line.split("│")[1].strip(): line for line in listing.splitlines() if "│" in line}
+    return {
+        line.split("│")[1].strip(): line for line in listing.splitlines() if "│" in line
+    }
 
 
 def _no_internal_traceback(done: subprocess.CompletedProcess) -> None:
@@ -83,7 +92,9 @@ def test_a_stub_raises_not_implemented_error_naming_its_exercise():
     for exercise in ex.load_manifest(ROOT):
         source = ex.learner_path(exercise, ROOT).read_text(encoding="utf-8")
         assert "NotImplementedError(" in source
-        assert not ex.is_started(exercise, ROOT), f"{exercise.id} is already solved in its stub"
+        assert not ex.is_started(exercise, ROOT), (
+            f"{exercise.id} is already solved in its stub"
+        )
     logsumexp = ex.learner_object(ex.get_exercise("1.1", ROOT), ROOT)
     with pytest.raises(NotImplementedError, match=r"Exercise 1\.1 .*lsce hint 1\.1"):
         logsumexp([1.0, 2.0])
@@ -109,25 +120,33 @@ def test_a_syntax_error_names_the_file_the_line_and_the_caret(course: Path):
     with pytest.raises(ex.LearnerFileError) as raised:
         ex.read_definition(ex.get_exercise("1.1", course), course)
     message = str(raised.value)
-    assert "lessons/exercises/ex01_softmax.py, line" in message and "SyntaxError" in message
+    assert (
+        "lessons/exercises/ex01_softmax.py, line" in message
+        and "SyntaxError" in message
+    )
     assert "m = np.max(x, axis=axis" in message and "^" in message, message
 
 
 def test_a_renamed_function_is_named_with_the_name_the_tests_call(course: Path):
     path = _file(course, "ex01_softmax.py")
     path.write_text(path.read_text().replace("def logsumexp(", "def log_sum_exp("))
-    with pytest.raises(ex.LearnerFileError, match="defines log_sum_exp.*rename log_sum_exp back"):
+    with pytest.raises(
+        ex.LearnerFileError, match="defines log_sum_exp.*rename log_sum_exp back"
+    ):
         ex.read_definition(ex.get_exercise("1.1", course), course)
 
 
 def test_the_definition_python_uses_is_the_one_judged(course: Path):
     path = _file(course, "ex01_softmax.py")
     path.write_text(
-        path.read_text() + "\n\ndef logsumexp(x, axis=-1):\n    return np.log(np.exp(x).sum())\n"
+        path.read_text()
+        + "\n\ndef logsumexp(x, axis=-1):\n    return np.log(np.exp(x).sum())\n"
     )
     found = ex.read_definition(ex.get_exercise("1.1", course), course)
     assert found.started, "the last definition is written: the exercise is started"
-    assert "defines logsumexp 2 times" in found.note and "uses the last one" in found.note
+    assert (
+        "defines logsumexp 2 times" in found.note and "uses the last one" in found.note
+    )
 
 
 def test_a_result_depends_on_its_own_files_only(course: Path):
@@ -160,16 +179,22 @@ def test_editing_one_file_rechecks_only_its_exercises(course: Path, monkeypatch)
     path = _file(course, "ex02_gradient_checking.py")
     write_body(path, "rel_error", "return 0.0\n")
     checking.check(manifest, course, use_cache=True)
-    assert ran[1:] == [["2.1"]], f"only exercise 2.1 changed, but these ran again: {ran[1:]}"
+    assert ran[1:] == [["2.1"]], (
+        f"only exercise 2.1 changed, but these ran again: {ran[1:]}"
+    )
 
 
-def _record(marker: str, outcome: str, kind: str | None = None, message: str = "") -> dict:
+def _record(
+    marker: str, outcome: str, kind: str | None = None, message: str = ""
+) -> dict:
     return {
         "nodeid": f"tests/x.py::test_{outcome}",
         "name": outcome,
         "exercises": [marker],
         "outcome": outcome,
-        "exception": "NotImplementedError" if kind == "stub" else kind and "AssertionError",
+        "exception": "NotImplementedError"
+        if kind == "stub"
+        else kind and "AssertionError",
         "kind": kind,
         "message": message,
         "where": None,
@@ -184,7 +209,10 @@ def test_outcomes_become_the_statuses():
     def result(*records: dict) -> checking.Result:
         return checking._result_for(backward, list(records), manifest)
 
-    assert result(_record("ex3_2", "passed"), _record("ex3_2", "passed")).status == "passed"
+    assert (
+        result(_record("ex3_2", "passed"), _record("ex3_2", "passed")).status
+        == "passed"
+    )
     failing = result(
         _record("ex3_2", "failed", "mismatch", "off by 2"),
         _record("ex3_2", "failed", "diagnosis", "modified its input"),
@@ -193,10 +221,15 @@ def test_outcomes_become_the_statuses():
     assert failing.status == checking.FAILING and failing.summary == "2 of 3 tests fail"
     assert [f.reason for f in failing.failures] == ["modified its input", "off by 2"]
     own = "Exercise 3.2 (cross_entropy_backward): run `lsce hint 3.2`"
-    assert result(_record("ex3_2", "failed", "stub", own)).status == checking.NOT_STARTED
+    assert (
+        result(_record("ex3_2", "failed", "stub", own)).status == checking.NOT_STARTED
+    )
     other = "Exercise 3.1 (cross_entropy_forward): run `lsce hint 3.1`"
     assert result(_record("ex3_2", "failed", "stub", other)).status == checking.BLOCKED
-    assert result(_record("ex3_2", "failed", "file", "x.py, line 3")).status == checking.ERROR
+    assert (
+        result(_record("ex3_2", "failed", "file", "x.py, line 3")).status
+        == checking.ERROR
+    )
     assert result(_record("ex9_9", "passed")).status == checking.NO_TESTS
 
 
@@ -208,7 +241,9 @@ def test_outcomes_become_the_statuses():
 def test_simulated_learner_sees_passed_failing_and_not_started(course: Path):
     write_body(_file(course, "ex01_softmax.py"), "logsumexp", CORRECT_LOGSUMEXP)
     write_body(
-        _file(course, "ex03_cross_entropy.py"), "cross_entropy_forward", CROSS_ENTROPY_FORWARD
+        _file(course, "ex03_cross_entropy.py"),
+        "cross_entropy_forward",
+        CROSS_ENTROPY_FORWARD,
     )
     write_body(
         _file(course, "ex03_cross_entropy.py"),
@@ -237,7 +272,11 @@ def test_simulated_learner_sees_passed_failing_and_not_started(course: Path):
     listing = lsce(course, "list")
     assert listing.returncode == 0
     rows = _rows(listing.stdout)
-    assert "passed" in rows["1.1"] and "failing" in rows["3.2"] and "not started" in rows["2.1"]
+    assert (
+        "passed" in rows["1.1"]
+        and "failing" in rows["3.2"]
+        and "not started" in rows["2.1"]
+    )
 
     progress = lsce(course, "progress")
     assert "2/" in progress.stdout and "Next: exercise 1.2" in progress.stdout
@@ -246,7 +285,11 @@ def test_simulated_learner_sees_passed_failing_and_not_started(course: Path):
 
 @pytest.mark.slow
 def test_a_function_needing_an_unstarted_exercise_is_blocked(course: Path):
-    write_body(_file(course, "ex03_cross_entropy.py"), "cross_entropy_backward", "return cache\n")
+    write_body(
+        _file(course, "ex03_cross_entropy.py"),
+        "cross_entropy_backward",
+        "return cache\n",
+    )
     blocked = lsce(course, "check", "3.2")
     assert blocked.returncode == 1
     assert "BLOCKED" in blocked.stdout and "needs exercise 3.1 first" in blocked.stdout
@@ -258,9 +301,13 @@ def test_an_endless_loop_is_stopped_and_named(course: Path):
     began = time.monotonic()
     done = lsce(course, "check", "1.1", "--timeout", TIMEOUT, timeout=120)
     seconds = time.monotonic() - began
-    assert done.returncode == 1 and "TIMED OUT" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1 and "TIMED OUT" in done.stdout, (
+        done.stdout + done.stderr
+    )
     assert f"logsumexp did not return within {TIMEOUT} s" in done.stdout
-    assert "logsumexp matches torch" in done.stdout, "it names the test that was running"
+    assert "logsumexp matches torch" in done.stdout, (
+        "it names the test that was running"
+    )
     assert seconds < float(TIMEOUT) + 60, f"lsce check took {seconds:.0f} s"
     _no_internal_traceback(done)
     # list and progress answer too: they check what changed, with the same limit
@@ -307,7 +354,9 @@ def _processes_in(folder: Path) -> list[int]:
 @pytest.mark.slow
 def test_broken_files_get_one_message_everywhere(course: Path):
     ex01 = _file(course, "ex01_softmax.py")
-    write_body(ex01, "logsumexp", "return np.log(np.sum(np.exp(x), axis=axis)\n")  # no ')'
+    write_body(
+        ex01, "logsumexp", "return np.log(np.sum(np.exp(x), axis=axis)\n"
+    )  # no ')'
     ex02 = _file(course, "ex02_gradient_checking.py")
     ex02.write_text(ex02.read_text().replace("def rel_error(", "def relative_error("))
     ex07 = _file(course, "ex07_training.py")
@@ -321,7 +370,10 @@ def test_broken_files_get_one_message_everywhere(course: Path):
     renamed = lsce(course, "check", "2.1")
     assert "rename relative_error back to rel_error" in renamed.stdout
     failing_import = lsce(course, "check", "7.3")
-    assert "ERROR" in failing_import.stdout and "ex07_training.py, line 1" in failing_import.stdout
+    assert (
+        "ERROR" in failing_import.stdout
+        and "ex07_training.py, line 1" in failing_import.stdout
+    )
     assert "No module named 'nump'" in failing_import.stdout
     listing = lsce(course, "list")
     assert listing.returncode == 0
@@ -337,11 +389,15 @@ def test_broken_files_get_one_message_everywhere(course: Path):
 def test_a_crash_names_the_learners_line_and_verbose_shows_prints(course: Path):
     path = _file(course, "ex01_softmax.py")
     write_body(path, "logsumexp", 'print("looking at", x.shape)\nreturn x[99]\n')
-    path.write_text(path.read_text() + "\n\ndef logsumexp(x, axis=-1):\n    return x[99]\n")
+    path.write_text(
+        path.read_text() + "\n\ndef logsumexp(x, axis=-1):\n    return x[99]\n"
+    )
     done = lsce(course, "check", "1.1")
     assert "ERROR" in done.stdout and "your logsumexp raised IndexError" in done.stdout
     assert "ex01_softmax.py, line" in done.stdout and "return x[99]" in done.stdout
-    assert "defines logsumexp 2 times" in done.stdout, "the doubled definition is pointed out"
+    assert "defines logsumexp 2 times" in done.stdout, (
+        "the doubled definition is pointed out"
+    )
     write_body(path, "logsumexp", 'print("looking at", x.shape)\nreturn x[99]\n')
     quiet = lsce(course, "check", "1.1")
     assert "printed" in quiet.stdout and "looking at" not in quiet.stdout
@@ -397,7 +453,9 @@ def _wait_for(course: Path, text: str, seconds: float = 90, times: int = 1) -> s
         if output.count(text) >= times:
             return output
         time.sleep(0.2)
-    raise AssertionError(f"{text!r} did not appear {times} time(s) in {seconds} s:\n{output}")
+    raise AssertionError(
+        f"{text!r} did not appear {times} time(s) in {seconds} s:\n{output}"
+    )
 
 
 @pytest.mark.slow
@@ -434,7 +492,9 @@ def test_watch_survives_mistakes_and_stops_a_runaway_check(course: Path):
         write_body(path, "fit_temperature", "return 1.0 +\n")
         _wait_for(course, "SyntaxError")
         path.write_text(stub.replace(_STUB_8_2, ENDLESS_LINE))
-        _wait_for(course, "checking 8.2", 30, times=3)  # the first, the syntax error, this
+        _wait_for(
+            course, "checking 8.2", 30, times=3
+        )  # the first, the syntax error, this
         time.sleep(4)  # the endless check is running, with a 600 s limit
         path.write_text(stub.replace(_STUB_8_2, "    return 1.0\n"))
         output = _wait_for(course, "FAILING", 60)
@@ -449,9 +509,15 @@ def test_watch_survives_mistakes_and_stops_a_runaway_check(course: Path):
 
 def test_hint_levels_and_unknown_ids(course: Path):
     first = lsce(course, "hint", "4.1")
-    assert first.returncode == 0 and "hint 1/" in first.stdout and "--level 2" in first.stdout
+    assert (
+        first.returncode == 0
+        and "hint 1/" in first.stdout
+        and "--level 2" in first.stdout
+    )
     manifest_hint = ex.get_exercise("4.1", ROOT).hints[1][:40]
-    assert manifest_hint in " ".join(lsce(course, "hint", "4.1", "--level", "2").stdout.split())
+    assert manifest_hint in " ".join(
+        lsce(course, "hint", "4.1", "--level", "2").stdout.split()
+    )
     assert lsce(course, "hint", "4.1", "--level", "99").returncode == 2
     unknown = lsce(course, "check", "9.9")
     assert unknown.returncode == 2 and "no exercise '9.9'" in unknown.stdout
@@ -469,7 +535,9 @@ def test_list_keeps_file_names_whole_at_80_columns(course: Path):
     assert done.returncode == 0
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
     for exercise in ex.load_manifest(ROOT):
-        assert f"{exercise.file}:" in done.stdout, f"{exercise.file} is cut in lsce list"
+        assert f"{exercise.file}:" in done.stdout, (
+            f"{exercise.file} is cut in lsce list"
+        )
 
 
 def _lesson_env(course: Path) -> dict[str, str]:
@@ -510,7 +578,9 @@ def test_a_lesson_flags_a_backward_without_its_mean(tmp_path: Path):
     assert done_right.returncode == 0, done_right.stdout[-3000:]
     assert "using your lsce_backward" in done_right.stdout
     (mistake,) = [
-        m for m in load_catalogue() if (m.exercise, m.what) == ("5.2", "missing 1/N of the mean")
+        m
+        for m in load_catalogue()
+        if (m.exercise, m.what) == ("5.2", "missing 1/N of the mean")
     ]
     write_body(_file(course, "ex05_lsce_backward.py"), "lsce_backward", mistake.body)
     done = _lesson(course, "5")
@@ -520,7 +590,9 @@ def test_a_lesson_flags_a_backward_without_its_mean(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_lesson_with_a_broken_learner_file_uses_the_reference_and_says_so(course: Path):
+def test_a_lesson_with_a_broken_learner_file_uses_the_reference_and_says_so(
+    course: Path,
+):
     write_body(_file(course, "ex01_softmax.py"), "logsumexp", "return (x\n")
     done = _lesson(course, "1")
     assert done.returncode == 1, done.stdout[-3000:]

@@ -37,7 +37,9 @@ def rng_for(*key: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def make_case(rng: np.random.Generator, leading: tuple[int, ...], k: int, target_kind: str):
+def make_case(
+    rng: np.random.Generator, leading: tuple[int, ...], k: int, target_kind: str
+):
     """Logits (some rows confident) and a target of the given kind."""
     logits = random_logits(rng, leading, k)
     if target_kind == "soft":
@@ -63,7 +65,9 @@ def test_matches_torch_and_the_simple_version_over_the_oracle_grid(eps, k, reduc
         want = torch_lsce(logits, target, eps, **kwargs)
         loss, cache = fast.lsce_forward(logits, target, eps, **kwargs)
         assert_close(loss, want.loss, 1e-10, f"loss, {case}")
-        assert_close(fast.lsce_backward(want.dloss, cache), want.grad, 1e-10, f"grad, {case}")
+        assert_close(
+            fast.lsce_backward(want.dloss, cache), want.grad, 1e-10, f"grad, {case}"
+        )
         # the simple version loses a few digits where a confident row's loss is tiny
         # (log Σ exp with the max term inside); the fast one keeps them, like torch
         simple_loss, simple_cache = losses.lsce_forward(logits, target, eps, **kwargs)
@@ -100,7 +104,9 @@ def test_float32_true_class_gradient_when_p_is_almost_one(delta):
     z = np.zeros((n, k))
     # softmax(z)_y = 1 − δ when z_y = log((1 − δ)(K − 1)/δ) and the other logits are 0
     z[np.arange(n), target] = np.log((1 - delta) * (k - 1) / delta)
-    loss32, cache32 = fast.lsce_forward(z.astype(np.float32), target, 0.0, reduction="sum")
+    loss32, cache32 = fast.lsce_forward(
+        z.astype(np.float32), target, 0.0, reduction="sum"
+    )
     loss64, cache64 = fast.lsce_forward(z, target, 0.0, reduction="sum")
     rows = np.arange(n)
     g32 = fast.lsce_backward(np.float32(1.0), cache32)[rows, target].astype(np.float64)
@@ -126,13 +132,19 @@ def test_row_chunk_boundaries_do_not_change_results(small_chunks, rows, kind):
     weight = rng.uniform(0.2, 3.0, size=37)
     for reduction in REDUCTIONS:
         want = torch_lsce(logits, target, 0.2, reduction=reduction, weight=weight)
-        loss, cache = fast.lsce_forward(logits, target, 0.2, reduction=reduction, weight=weight)
+        loss, cache = fast.lsce_forward(
+            logits, target, 0.2, reduction=reduction, weight=weight
+        )
         assert_close(loss, want.loss, 1e-10, f"loss, {reduction}")
-        assert_close(fast.lsce_backward(want.dloss, cache), want.grad, 1e-10, "gradient")
+        assert_close(
+            fast.lsce_backward(want.dloss, cache), want.grad, 1e-10, "gradient"
+        )
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_results_do_not_depend_on_the_number_of_threads(small_chunks, monkeypatch, threads):
+def test_results_do_not_depend_on_the_number_of_threads(
+    small_chunks, monkeypatch, threads
+):
     rng = rng_for("threads")
     logits, target = make_case(rng, (50,), 37, "some-ignored")
     monkeypatch.setattr(fast, "THREADS", 1)
@@ -209,7 +221,9 @@ def test_class_chunked_forward_in_float32_with_a_confident_row():
 def test_class_chunked_forward_reports_nan_logits_and_bad_chunks():
     logits = np.zeros((3, 20))
     logits[1, 17] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 17\)"):
+    with pytest.raises(
+        ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 17\)"
+    ):
         fast.lsce_loss_chunked(logits, np.array([0, 1, 2]), chunk=8)
     with pytest.raises(ValueError, match="chunk must be a positive number"):
         fast.lsce_loss_chunked(np.zeros((3, 20)), np.array([0, 1, 2]), chunk=0)
@@ -219,7 +233,9 @@ def test_class_chunked_forward_reports_nan_logits_and_bad_chunks():
 def test_online_logsumexp_matches_logsumexp(chunk):
     rng = rng_for("online lse", chunk)
     x = rng.standard_normal((3, 4, 64)) * 20
-    np.testing.assert_allclose(fast.online_logsumexp(x, chunk), logsumexp(x), rtol=1e-13)
+    np.testing.assert_allclose(
+        fast.online_logsumexp(x, chunk), logsumexp(x), rtol=1e-13
+    )
 
 
 def test_merge_is_order_free():
@@ -258,8 +274,14 @@ def test_memory_loss_only_and_class_chunked_paths_are_small():
     target = rng.integers(0, 20_000, size=256)
     budget = 2 * (fast.THREADS + 1) * chunking.CHUNK_BYTES + 64 * 256
     assert budget < 0.5 * logits.nbytes
-    assert numpy_peak_bytes(lambda: fast.label_smoothing_cross_entropy(logits, target)) <= budget
-    assert numpy_peak_bytes(lambda: fast.lsce_loss_chunked(logits, target, chunk=2048)) <= budget
+    assert (
+        numpy_peak_bytes(lambda: fast.label_smoothing_cross_entropy(logits, target))
+        <= budget
+    )
+    assert (
+        numpy_peak_bytes(lambda: fast.lsce_loss_chunked(logits, target, chunk=2048))
+        <= budget
+    )
 
 
 # The two NumPy versions keep different caches: the taught lsce_forward a dict (the one
@@ -291,7 +313,9 @@ def test_a_backward_given_the_other_versions_cache_says_where_it_belongs():
     with pytest.raises(TypeError, match=FAST_CACHE):
         losses.lsce_backward(1.0, fast_cache)
     # neither cache was used up: each still works with its own backward
-    assert_close(lsce_scratch.lsce_backward(1.0, fast_cache), losses.lsce_backward(1.0, taught))
+    assert_close(
+        lsce_scratch.lsce_backward(1.0, fast_cache), losses.lsce_backward(1.0, taught)
+    )
 
 
 @pytest.mark.parametrize("backward", [fast.lsce_backward, losses.lsce_backward])

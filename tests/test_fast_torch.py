@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from lsce_scratch import chunking
-from lsce_scratch.nn import LabelSmoothingCrossEntropy, backends, label_smoothing_cross_entropy
+from lsce_scratch.nn import (
+    LabelSmoothingCrossEntropy,
+    backends,
+    label_smoothing_cross_entropy,
+)
 from tests.oracle import DEVICES, torch_logits
 
 
@@ -31,7 +35,9 @@ def cpu_kernel(request, monkeypatch):
 def target_for(kind: str, leading, k: int, seed: int, device="cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     if kind == "soft":
-        t = torch.softmax(torch.randn(leading + (k,), generator=g, dtype=torch.float64) * 2, -1)
+        t = torch.softmax(
+            torch.randn(leading + (k,), generator=g, dtype=torch.float64) * 2, -1
+        )
         return t.to(device)
     y = torch.randint(0, k, leading, generator=g)
     if kind == "ignored":
@@ -52,7 +58,9 @@ def loss_and_grad(fn, z, target, upstream=None, **kwargs):
     leaf = z.detach().clone().requires_grad_(True)
     loss = fn(leaf * 1.0, target, **kwargs)
     if upstream is None:
-        upstream = torch.full_like(loss, 0.7) if loss.dim() == 0 else torch.randn_like(loss)
+        upstream = (
+            torch.full_like(loss, 0.7) if loss.dim() == 0 else torch.randn_like(loss)
+        )
     loss.backward(upstream)
     return loss.detach(), leaf.grad, upstream
 
@@ -63,7 +71,9 @@ def loss_and_grad(fn, z, target, upstream=None, **kwargs):
     list(itertools.product([0.0, 0.1, 1.0], [1, 3, 37, 1000], ["none", "sum", "mean"])),
 )
 @pytest.mark.parametrize("inplace", [False, True])
-def test_gradient_in_forward_matches_builtin(cpu_kernel, device, eps, k, reduction, inplace):
+def test_gradient_in_forward_matches_builtin(
+    cpu_kernel, device, eps, k, reduction, inplace
+):
     g = torch.Generator().manual_seed(k)
     weight = (torch.rand(k, generator=g, dtype=torch.float64) + 0.1).to(device)
     for leading, kind, use_weight in itertools.product(
@@ -79,7 +89,9 @@ def test_gradient_in_forward_matches_builtin(cpu_kernel, device, eps, k, reducti
             reduction=reduction, weight=w, grad_in_forward=True, inplace=inplace,
         )  # fmt: skip
         case = f"leading={leading}, target={kind}, weight={use_weight}"
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case)
+        torch.testing.assert_close(
+            got, want, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case
+        )
         torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-12, msg=case)
 
 
@@ -90,7 +102,9 @@ def test_default_and_grad_in_forward_never_touch_the_logits(cpu_kernel):
     before, version = logits.detach().clone(), logits._version
     target = target_for("index", (6,), 11, 2)
     for kwargs in ({}, {"grad_in_forward": True}):
-        label_smoothing_cross_entropy(logits, target, 0.1, **kwargs).backward(retain_graph=True)
+        label_smoothing_cross_entropy(logits, target, 0.1, **kwargs).backward(
+            retain_graph=True
+        )
         assert torch.equal(logits, before) and logits._version == version, kwargs
 
 
@@ -128,7 +142,9 @@ def test_inplace_is_caught_when_an_upstream_op_saved_the_logits(cpu_kernel):
 def test_inplace_refuses_a_leaf_and_spares_logits_that_need_no_gradient():
     leaf = torch_logits((3, 5), 7).requires_grad_(True)
     target = target_for("index", (3,), 5, 8)
-    with pytest.raises(ValueError, match="inplace=True would overwrite logits that are a leaf"):
+    with pytest.raises(
+        ValueError, match="inplace=True would overwrite logits that are a leaf"
+    ):
         label_smoothing_cross_entropy(leaf, target, inplace=True)
     frozen = torch_logits((3, 5), 7)
     before = frozen.clone()
@@ -167,7 +183,9 @@ def test_module_passes_the_options_on():
 
 @pytest.mark.parametrize("grad_in_forward", [False, True])
 @pytest.mark.parametrize("kind", ["index", "ignored", "soft"])
-def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, grad_in_forward, kind):
+def test_row_and_class_chunks_do_not_change_results(
+    cpu_kernel, monkeypatch, grad_in_forward, kind
+):
     """Chunks of 3 rows (N = 10, float64) and of 7 classes (K = 37, ties across chunks)."""
     monkeypatch.setattr(chunking, "CHUNK_BYTES", 3 * 37 * 8)
     monkeypatch.setattr(chunking, "CLASS_CHUNK", 7)
@@ -176,7 +194,9 @@ def test_row_and_class_chunks_do_not_change_results(cpu_kernel, monkeypatch, gra
     target = target_for(kind, (10,), 37, 14)
     weight = torch.rand(37, dtype=torch.float64) + 0.1
     for reduction, w in itertools.product(["none", "mean"], [None, weight]):
-        want = loss_and_grad(builtin, z, target, None, eps=0.1, reduction=reduction, weight=w)
+        want = loss_and_grad(
+            builtin, z, target, None, eps=0.1, reduction=reduction, weight=w
+        )
         got = loss_and_grad(
             label_smoothing_cross_entropy, z, target, want[2], epsilon=0.1,
             reduction=reduction, weight=w, grad_in_forward=grad_in_forward,
@@ -231,7 +251,9 @@ def test_cuda_paths_match_builtin(cuda_path, k, dtype):
             label_smoothing_cross_entropy, z, target, want[2].to(dtype), epsilon=0.1,
             reduction=reduction, weight=None if w is None else w.float(), grad_in_forward=gif,
         )  # fmt: skip
-        case = f"{cuda_path}, K={k}, {dtype}, {kind}, weight={w is not None}, {reduction}"
+        case = (
+            f"{cuda_path}, K={k}, {dtype}, {kind}, weight={w is not None}, {reduction}"
+        )
         assert got[1].dtype == dtype, case
         scale = want[0].abs().max().clamp(min=1e-6)
         assert (got[0].double() - want[0]).abs().max() <= tol * scale, case
@@ -265,7 +287,9 @@ def test_cuda_float32_true_class_gradient_when_p_is_almost_one(cuda_path, delta)
     n, k = 4, 50_000
     target = torch.tensor([0, 3, 40_000, 5])
     z = torch.zeros(n, k, dtype=torch.float64)
-    z[torch.arange(n), target] = float(torch.log(torch.tensor((1 - delta) * (k - 1) / delta)))
+    z[torch.arange(n), target] = float(
+        torch.log(torch.tensor((1 - delta) * (k - 1) / delta))
+    )
     got = loss_and_grad(label_smoothing_cross_entropy, z.float().cuda(), target.cuda(),
                         torch.tensor(1.0, device="cuda"), epsilon=0.0, reduction="sum")  # fmt: skip
     want = loss_and_grad(builtin, z, target, torch.tensor(1.0), eps=0.0, reduction="sum",
@@ -284,7 +308,9 @@ def test_inplace_refuses_logits_whose_entries_share_memory(cpu_kernel):
     base = torch_logits((1, 5), 19).requires_grad_(True)
     target = target_for("index", (4,), 5, 20)
     with pytest.raises(ValueError, match=r"entries share memory \(strides \(0, 1\)"):
-        label_smoothing_cross_entropy((base * 1.0).expand(4, 5), target, 0.1, inplace=True)
+        label_smoothing_cross_entropy(
+            (base * 1.0).expand(4, 5), target, 0.1, inplace=True
+        )
     # the other paths give PyTorch's gradient on the same view, and so does a copy in place
     want = torch.autograd.grad(F.cross_entropy(base.expand(4, 5), target, label_smoothing=0.1),
                                base)[0]  # fmt: skip
@@ -303,9 +329,13 @@ def test_inplace_takes_strided_views_that_do_not_overlap(cpu_kernel):
     x = torch_logits((7, 12), 21).requires_grad_(True)
     target = target_for("index", (6,), 7, 22)
     for view in (lambda t: t.T[::2], lambda t: t.T[1:7]):
-        want = torch.autograd.grad(F.cross_entropy(view(x), target, label_smoothing=0.1), x)[0]
+        want = torch.autograd.grad(
+            F.cross_entropy(view(x), target, label_smoothing=0.1), x
+        )[0]
         loss = label_smoothing_cross_entropy(view(x * 1.0), target, 0.1, inplace=True)
-        torch.testing.assert_close(torch.autograd.grad(loss, x)[0], want, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(
+            torch.autograd.grad(loss, x)[0], want, rtol=1e-12, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -324,5 +354,9 @@ def test_nan_and_plus_inf_are_refused_before_or_after_an_inplace_gradient(
     for inplace in (False, True):
         with pytest.raises(ValueError, match=pattern):
             label_smoothing_cross_entropy(
-                logits.clone(), target, 0.1, grad_in_forward=grad_in_forward, inplace=inplace
+                logits.clone(),
+                target,
+                0.1,
+                grad_in_forward=grad_in_forward,
+                inplace=inplace,
             )

@@ -109,7 +109,9 @@ def test_fused_linear_flat_rows(name):
     z, m = rows_with_max_probability(rng, n, k, 4e-4)
     y = rng.integers(0, k, size=n)
     exact = truth(z, y, 0.1)
-    errors = column_errors(run(name, z, y, 0.1, reduction="sum").grad, exact, z, y, m, 0.1)
+    errors = column_errors(
+        run(name, z, y, 0.1, reduction="sum").grad, exact, z, y, m, 0.1
+    )
     assert max(errors.values()) <= TOLERANCE, errors
 
 
@@ -117,7 +119,9 @@ def test_finite_logits_near_the_float32_limit():
     """±3e38 are finite float32 numbers; PyTorch gives a loss and a gradient, and so must
     we. Their differences overflow to inf, and ε = 0 multiplied that inf smoothing sum by
     0: NaN. ε > 0 gives an infinite loss, as in PyTorch."""
-    z = np.array([[3e38, -3e38, 0.0], [1.0, -3e38, 2.0], [-3e38, 0.0, 3e38]], np.float32)
+    z = np.array(
+        [[3e38, -3e38, 0.0], [1.0, -3e38, 2.0], [-3e38, 0.0, 3e38]], np.float32
+    )
     y = np.array([0, 2, 2])
     for eps in (0.0, 0.1):
         x = torch.tensor(z, requires_grad=True)
@@ -127,4 +131,6 @@ def test_finite_logits_near_the_float32_limit():
             got = run(name, z, y, eps, reduction="sum")
             np.testing.assert_allclose(got.loss, want.item(), rtol=1e-6, err_msg=name)
             if got.grad is not None:
-                np.testing.assert_allclose(got.grad, x.grad.numpy(), atol=1e-6, err_msg=name)
+                np.testing.assert_allclose(
+                    got.grad, x.grad.numpy(), atol=1e-6, err_msg=name
+                )

@@ -59,13 +59,17 @@ def test_numpy_fused_matches_unfused(chunk_rows, kind, reduction):
     for weighted, with_bias in itertools.product((False, True), (False, True)):
         weight = rng.uniform(0.2, 3.0, size=37) if weighted else None
         b = lin_bias if with_bias else None
-        want = unfused_numpy(hidden, lin_weight, b, target, 0.1, reduction, weight, dloss)
+        want = unfused_numpy(
+            hidden, lin_weight, b, target, 0.1, reduction, weight, dloss
+        )
         got = fast.linear_lsce(
             hidden, lin_weight, target, 0.1, lin_bias=b, reduction=reduction,
             weight=weight, dloss=dloss, chunk_rows=chunk_rows,
         )  # fmt: skip
         case = f"weighted={weighted}, bias={with_bias}"
-        for name, ours, theirs in zip(("loss", "d_hidden", "d_weight"), got, want, strict=False):
+        for name, ours, theirs in zip(
+            ("loss", "d_hidden", "d_weight"), got, want, strict=False
+        ):
             assert_close(ours, theirs, 1e-12, f"{name}, {case}")
         if with_bias:
             assert_close(got[3], want[3], 1e-12, f"d_bias, {case}")
@@ -76,7 +80,9 @@ def test_numpy_fused_matches_unfused(chunk_rows, kind, reduction):
 def test_numpy_fused_float32_and_leading_shape():
     """K = 9000 spans three of d_weight's class blocks (4096), the last one partial."""
     rng = rng_for("numpy float32")
-    hidden, lin_weight, lin_bias, target = make_case(rng, 24, 16, 9000, "index", np.float32)
+    hidden, lin_weight, lin_bias, target = make_case(
+        rng, 24, 16, 9000, "index", np.float32
+    )
     got = fast.linear_lsce(
         hidden.reshape(4, 6, 16), lin_weight, target.reshape(4, 6), 0.1,
         lin_bias=lin_bias, chunk_rows=5,
@@ -99,7 +105,9 @@ def test_numpy_fused_never_holds_the_logits():
     logits_bytes = 512 * 20_000 * 4
     results = []
     peak = numpy_peak_bytes(
-        lambda: results.append(fast.linear_lsce(hidden, lin_weight, target, chunk_rows=32))
+        lambda: results.append(
+            fast.linear_lsce(hidden, lin_weight, target, chunk_rows=32)
+        )
     )
     _, d_hidden, d_weight, _ = results[0]
     assert peak - d_hidden.nbytes - d_weight.nbytes <= 0.25 * logits_bytes
@@ -108,7 +116,9 @@ def test_numpy_fused_never_holds_the_logits():
 def test_numpy_fused_bad_inputs():
     hidden, lin_weight = np.zeros((3, 4)), np.zeros((5, 4))
     target = np.array([0, 1, 2])
-    with pytest.raises(ValueError, match=r"hidden must be \(\.\.\., H\) and lin_weight \(K, H\)"):
+    with pytest.raises(
+        ValueError, match=r"hidden must be \(\.\.\., H\) and lin_weight \(K, H\)"
+    ):
         fast.linear_lsce(hidden, np.zeros((5, 3)), target)
     with pytest.raises(TypeError, match="hidden must be floating point"):
         fast.linear_lsce(np.zeros((3, 4), dtype=int), lin_weight, target)
@@ -130,12 +140,16 @@ def unfused_torch(hidden, lin_weight, lin_bias, target, eps, reduction, weight):
     if lin_bias is not None:
         leaves.append(lin_bias.detach().clone().requires_grad_(True))
     z = leaves[0] @ leaves[1].T + (0 if lin_bias is None else leaves[2])
-    loss = F.cross_entropy(z, target, weight=weight, reduction=reduction, label_smoothing=eps)
+    loss = F.cross_entropy(
+        z, target, weight=weight, reduction=reduction, label_smoothing=eps
+    )
     (loss * 0.7).backward()
     return loss.detach(), [t.grad for t in leaves]
 
 
-def fused_torch(hidden, lin_weight, lin_bias, target, eps, reduction, weight, chunk_rows):
+def fused_torch(
+    hidden, lin_weight, lin_bias, target, eps, reduction, weight, chunk_rows
+):
     leaves = [t.detach().clone().requires_grad_(True) for t in (hidden, lin_weight)]
     if lin_bias is not None:
         leaves.append(lin_bias.detach().clone().requires_grad_(True))
@@ -151,16 +165,24 @@ def fused_torch(hidden, lin_weight, lin_bias, target, eps, reduction, weight, ch
 @pytest.mark.parametrize("chunk_rows", [1, 3, 10, None])
 @pytest.mark.parametrize("kind", ["index", "ignored", "soft"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_torch_fused_matches_autograd_through_cross_entropy(device, chunk_rows, kind, reduction):
+def test_torch_fused_matches_autograd_through_cross_entropy(
+    device, chunk_rows, kind, reduction
+):
     rng = rng_for("torch", chunk_rows, kind, reduction)
     arrays = make_case(rng, 10, 6, 37, kind)
     hidden, lin_weight, lin_bias = (torch.tensor(a, device=device) for a in arrays[:3])
     target = torch.tensor(arrays[3], device=device)
     for weighted, with_bias in itertools.product((False, True), (False, True)):
-        weight = torch.tensor(rng.uniform(0.2, 3.0, size=37), device=device) if weighted else None
+        weight = (
+            torch.tensor(rng.uniform(0.2, 3.0, size=37), device=device)
+            if weighted
+            else None
+        )
         b = lin_bias if with_bias else None
         want = unfused_torch(hidden, lin_weight, b, target, 0.2, reduction, weight)
-        got = fused_torch(hidden, lin_weight, b, target, 0.2, reduction, weight, chunk_rows)
+        got = fused_torch(
+            hidden, lin_weight, b, target, 0.2, reduction, weight, chunk_rows
+        )
         case = f"weighted={weighted}, bias={with_bias}"
         torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-14, msg=case)
         for ours, theirs in zip(got[1], want[1], strict=True):
@@ -190,7 +212,9 @@ def test_torch_fused_bfloat16_on_cuda():
     arrays = make_case(rng, 256, 64, 5000, "index", np.float32)
     hidden, lin_weight = (torch.tensor(a, device="cuda") for a in arrays[:2])
     target = torch.tensor(arrays[3], device="cuda")
-    want = unfused_torch(hidden.double(), lin_weight.double(), None, target, 0.1, "mean", None)
+    want = unfused_torch(
+        hidden.double(), lin_weight.double(), None, target, 0.1, "mean", None
+    )
     got = fused_torch(hidden.bfloat16(), lin_weight.bfloat16(), None, target, 0.1, "mean", None,
                       64)  # fmt: skip
     assert got[1][0].dtype == torch.bfloat16
@@ -211,10 +235,16 @@ def test_torch_fused_frozen_weight_and_errors():
     with pytest.raises(RuntimeError, match="backward can run once"):
         torch.autograd.grad(loss, hidden)
     with pytest.raises(ValueError, match="reduction='none' is not offered"):
-        linear_label_smoothing_cross_entropy(hidden, lin_weight, target, reduction="none")
+        linear_label_smoothing_cross_entropy(
+            hidden, lin_weight, target, reduction="none"
+        )
     with pytest.raises(ValueError, match=r"class index 9 outside \[0, 8\]"):
-        linear_label_smoothing_cross_entropy(hidden, lin_weight, torch.tensor([9, 0, 0, 0, 0, 0]))
-    with pytest.raises(ValueError, match=r"hidden must be \(\.\.\., H\) and lin_weight \(K, H\)"):
+        linear_label_smoothing_cross_entropy(
+            hidden, lin_weight, torch.tensor([9, 0, 0, 0, 0, 0])
+        )
+    with pytest.raises(
+        ValueError, match=r"hidden must be \(\.\.\., H\) and lin_weight \(K, H\)"
+    ):
         linear_label_smoothing_cross_entropy(hidden, lin_weight.T, target)
     bad = hidden.detach().clone()
     bad[2, 1] = float("inf")
@@ -230,7 +260,9 @@ def test_torch_fused_probability_targets_that_require_grad():
     target = torch.tensor(random_soft_targets(rng, (10,), 37, normalised=False))
     for reduction, chunk_rows in itertools.product(["mean", "sum"], [3, None]):
         theirs_t = target.clone().requires_grad_(True)
-        leaves = [t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)]
+        leaves = [
+            t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)
+        ]
         want = F.cross_entropy(F.linear(*leaves), theirs_t, reduction=reduction,
                                label_smoothing=0.2)  # fmt: skip
         want.backward()

@@ -46,7 +46,9 @@ def test_numerical_gradient_is_a_central_difference_with_step_h() -> None:
 
 def test_numerical_gradient_default_h_is_1e_5() -> None:
     x = np.array([0.3, -1.2, 2.5])
-    np.testing.assert_allclose(numerical_gradient(cubes, x), 3 * x**2 + 1e-10, rtol=1e-8)
+    np.testing.assert_allclose(
+        numerical_gradient(cubes, x), 3 * x**2 + 1e-10, rtol=1e-8
+    )
     # the default step is accurate; a large step visibly is not
     assert not np.allclose(numerical_gradient(cubes, x, h=0.1), 3 * x**2, rtol=1e-4)
 
@@ -66,7 +68,9 @@ def test_numerical_gradient_does_not_modify_x_and_sees_one_nudge_at_a_time() -> 
     for v in seen:  # every call sees x with exactly one coordinate nudged by ±h
         changed = np.flatnonzero(v != before)
         assert changed.size == 1
-        np.testing.assert_allclose(abs(v.flat[changed[0]] - before.flat[changed[0]]), 1e-3)
+        np.testing.assert_allclose(
+            abs(v.flat[changed[0]] - before.flat[changed[0]]), 1e-3
+        )
 
 
 def test_numerical_gradient_rejects_integer_x() -> None:
@@ -96,7 +100,9 @@ def test_rel_error_floor_of_1e_minus_8() -> None:
     assert rel_error(0.0, 0.0) == 0.0
     # |a| + |b| = 1e-10 < 1e-8: divide by the floor
     assert rel_error(0.0, 1e-10) == pytest.approx(1e-2, rel=1e-12)
-    assert rel_error(np.zeros(3), np.array([0.0, 3e-9, 0.0])) == pytest.approx(0.3, rel=1e-12)
+    assert rel_error(np.zeros(3), np.array([0.0, 3e-9, 0.0])) == pytest.approx(
+        0.3, rel=1e-12
+    )
     # above the floor it is the plain relative error
     assert rel_error(0.0, 1e-6) == pytest.approx(1.0)
 
@@ -117,13 +123,21 @@ def run_check(delta: float, **kwargs: object) -> tuple[object, str]:
     c = rng.uniform(1.0, 2.0, size=(2, 3))
     x = rng.standard_normal((2, 3))
     out = io.StringIO()
-    result = check_gradient(lambda v: float(np.sum(c * v)), x, c * (1 + delta), file=out, **kwargs)
+    result = check_gradient(
+        lambda v: float(np.sum(c * v)), x, c * (1 + delta), file=out, **kwargs
+    )
     return result, out.getvalue()
 
 
 @pytest.mark.parametrize(
     ("delta", "verdict"),
-    [(0.0, "pass"), (1e-9, "pass"), (1e-6, "suspicious"), (1e-5, "suspicious"), (1e-2, "fail")],
+    [
+        (0.0, "pass"),
+        (1e-9, "pass"),
+        (1e-6, "suspicious"),
+        (1e-5, "suspicious"),
+        (1e-2, "fail"),
+    ],
 )
 def test_check_gradient_verdicts(delta: float, verdict: str) -> None:
     result, table = run_check(delta)

@@ -57,13 +57,17 @@ def check_fast_results(lesson_dir: Path, stdout: str) -> None:
     """Lesson 09's timing numbers are make bench's committed ones, never its own run's."""
     record = json.loads((lesson_dir / "09_results.json").read_text())
     for device, bench in record["bench"].items():
-        saved = json.loads((ROOT / "docs" / "benchmarks" / f"{device}.json").read_text())
+        saved = json.loads(
+            (ROOT / "docs" / "benchmarks" / f"{device}.json").read_text()
+        )
         assert bench["date"] == saved["machine"]["date"]
         largest = max(saved["results"], key=lambda r: r["size"][0] * r["size"][1])
         fast = "NumPy fast" if device == "cpu" else "LSCEFunction"
         key = "fast" if device == "cpu" else "lsce_function"
         row = next(
-            r for r in saved["results"] if r["size"] == largest["size"] and r["impl"] == fast
+            r
+            for r in saved["results"]
+            if r["size"] == largest["size"] and r["impl"] == fast
         )
         assert bench["largest"]["vs_floor"][key] == row["vs_floor"]
     assert "cpu" in record["bench"]
@@ -85,7 +89,9 @@ EXTRA_CHECKS = {8: check_calibration_table, 9: check_fast_results, 10: check_pet
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: f"{lesson.label}-{lesson.slug}")
+@pytest.mark.parametrize(
+    "lesson", LESSONS, ids=lambda lesson: f"{lesson.label}-{lesson.slug}"
+)
 def test_lesson_runs_and_passes(lesson: Lesson, tmp_path: Path) -> None:
     script = Path(lesson.script).name
     result = run_lesson(script, tmp_path)

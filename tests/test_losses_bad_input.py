@@ -36,13 +36,17 @@ def loss_fn(request: pytest.FixtureRequest) -> Callable[..., np.ndarray]:
 # ε outside [0, 1]
 
 
-@pytest.mark.parametrize("eps", [-0.1, -1e-12, 1.0 + 1e-12, 1.5, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "eps", [-0.1, -1e-12, 1.0 + 1e-12, 1.5, float("nan"), float("inf")]
+)
 def test_epsilon_outside_0_1(loss_fn, eps: float) -> None:
     with pytest.raises(ValueError, match=r"^epsilon must be in \[0, 1\].*got"):
         loss_fn(good_logits(), good_target(), eps)
 
 
-@pytest.mark.parametrize("eps", ["0.1", None, True, [0.1]], ids=["str", "None", "bool", "list"])
+@pytest.mark.parametrize(
+    "eps", ["0.1", None, True, [0.1]], ids=["str", "None", "bool", "list"]
+)
 def test_epsilon_not_a_number(loss_fn, eps: object) -> None:
     with pytest.raises(TypeError, match=r"^epsilon must be a real number in \[0, 1\]"):
         loss_fn(good_logits(), good_target(), eps)
@@ -53,7 +57,9 @@ def test_epsilon_not_a_number(loss_fn, eps: object) -> None:
 
 @pytest.mark.parametrize("reduction", ["avg", "Mean", "", None, "elementwise_mean"])
 def test_unknown_reduction(loss_fn, reduction: object) -> None:
-    with pytest.raises(ValueError, match=r"^reduction must be one of 'none', 'mean', 'sum'; got"):
+    with pytest.raises(
+        ValueError, match=r"^reduction must be one of 'none', 'mean', 'sum'; got"
+    ):
         loss_fn(good_logits(), good_target(), reduction=reduction)
 
 
@@ -65,7 +71,9 @@ def test_unknown_reduction(loss_fn, reduction: object) -> None:
 )
 def test_non_floating_logits(loss_fn, dtype: type) -> None:
     logits = np.ones((N, K), dtype=dtype)
-    with pytest.raises(TypeError, match=r"^logits must be floating point \(float16, .*\); got"):
+    with pytest.raises(
+        TypeError, match=r"^logits must be floating point \(float16, .*\); got"
+    ):
         loss_fn(logits, good_target())
 
 
@@ -105,12 +113,16 @@ def test_logits_that_overflow_their_dtype_are_reported_not_computed(loss_fn) -> 
 def test_zero_classes(loss_fn, shape: tuple[int, ...]) -> None:
     logits = np.zeros(shape)
     target = np.zeros(shape[:-1], dtype=np.int64)
-    with pytest.raises(ValueError, match=r"^logits must have at least one class on the last axis"):
+    with pytest.raises(
+        ValueError, match=r"^logits must have at least one class on the last axis"
+    ):
         loss_fn(logits, target)
 
 
 def test_scalar_logits(loss_fn) -> None:
-    with pytest.raises(ValueError, match=r"^logits must have the classes on the last axis"):
+    with pytest.raises(
+        ValueError, match=r"^logits must have the classes on the last axis"
+    ):
         loss_fn(np.float64(1.0), 0)
 
 
@@ -121,7 +133,9 @@ def test_scalar_logits(loss_fn) -> None:
     "shape", [(N + 1,), (N - 1,), (N, 1), (N, K + 1), (1, N), (), (N, K, 1)], ids=str
 )
 @pytest.mark.parametrize("dtype", [np.int64, np.float64])
-def test_target_shape_does_not_match(loss_fn, shape: tuple[int, ...], dtype: type) -> None:
+def test_target_shape_does_not_match(
+    loss_fn, shape: tuple[int, ...], dtype: type
+) -> None:
     target = np.zeros(shape, dtype=dtype)
     with pytest.raises(
         ValueError,
@@ -150,11 +164,15 @@ def test_float_list_as_index_targets(loss_fn) -> None:
 
 def test_integer_probability_targets(loss_fn) -> None:
     target = np.eye(K, dtype=np.int64)[good_target()]
-    with pytest.raises(TypeError, match=r"^target has shape \(4, 5\).*must be floating point"):
+    with pytest.raises(
+        TypeError, match=r"^target has shape \(4, 5\).*must be floating point"
+    ):
         loss_fn(good_logits(), target)
 
 
-@pytest.mark.parametrize("target", [np.array([True, False, True, True]), np.array(["a"] * N)])
+@pytest.mark.parametrize(
+    "target", [np.array([True, False, True, True]), np.array(["a"] * N)]
+)
 def test_targets_neither_integer_nor_float(loss_fn, target: np.ndarray) -> None:
     with pytest.raises(TypeError, match=r"^target must hold integer class indices or"):
         loss_fn(good_logits(), target)
@@ -168,7 +186,8 @@ def test_index_out_of_range(loss_fn, bad: int) -> None:
     target = good_target()
     target[1] = bad
     with pytest.raises(
-        ValueError, match=rf"^target holds class index {bad} outside \[0, 4\].*ignore_index=-100"
+        ValueError,
+        match=rf"^target holds class index {bad} outside \[0, 4\].*ignore_index=-100",
     ):
         loss_fn(good_logits(), target)
 
@@ -179,12 +198,16 @@ def test_index_out_of_range_is_fine_when_it_is_ignore_index(loss_fn) -> None:
     loss_fn(good_logits(), target, ignore_index=K + 2)
     target[1] = -1
     loss_fn(good_logits(), target, ignore_index=-1)
-    with pytest.raises(ValueError, match=r"class index -1 outside \[0, 4\].*ignore_index=-2"):
+    with pytest.raises(
+        ValueError, match=r"class index -1 outside \[0, 4\].*ignore_index=-2"
+    ):
         loss_fn(good_logits(), target, ignore_index=-2)
 
 
 def test_unbatched_index_out_of_range(loss_fn) -> None:
-    with pytest.raises(ValueError, match=r"^target holds class index 5 outside \[0, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"^target holds class index 5 outside \[0, 4\]"
+    ):
         loss_fn(good_logits()[0], 5)
 
 
@@ -192,7 +215,9 @@ def test_unbatched_index_out_of_range(loss_fn) -> None:
     "ignore_index", [1.5, "x", None, True], ids=["float", "str", "None", "bool"]
 )
 def test_ignore_index_not_an_integer(loss_fn, ignore_index: object) -> None:
-    with pytest.raises(TypeError, match=r"^ignore_index must be an integer class index"):
+    with pytest.raises(
+        TypeError, match=r"^ignore_index must be an integer class index"
+    ):
         loss_fn(good_logits(), good_target(), ignore_index=ignore_index)
 
 
@@ -202,7 +227,9 @@ def test_ignore_index_not_an_integer(loss_fn, ignore_index: object) -> None:
 def test_negative_soft_targets(loss_fn) -> None:
     target = np.full((N, K), 0.2)
     target[1, 2] = -0.05
-    with pytest.raises(ValueError, match=r"^target probabilities must be >= 0; found -0.05"):
+    with pytest.raises(
+        ValueError, match=r"^target probabilities must be >= 0; found -0.05"
+    ):
         loss_fn(good_logits(), target)
 
 
@@ -215,7 +242,9 @@ def test_non_finite_soft_targets(loss_fn, bad: float) -> None:
 
 
 @pytest.mark.parametrize("ignore_index", [0, 3, 100])
-def test_soft_targets_with_non_negative_ignore_index(loss_fn, ignore_index: int) -> None:
+def test_soft_targets_with_non_negative_ignore_index(
+    loss_fn, ignore_index: int
+) -> None:
     target = np.full((N, K), 0.2)
     with pytest.raises(
         ValueError,
@@ -227,16 +256,22 @@ def test_soft_targets_with_non_negative_ignore_index(loss_fn, ignore_index: int)
 # a bad weight: wrong shape, negative or non-finite
 
 
-@pytest.mark.parametrize("shape", [(K + 1,), (K - 1,), (1, K), (K, 1), (), (0,)], ids=str)
+@pytest.mark.parametrize(
+    "shape", [(K + 1,), (K - 1,), (1, K), (K, 1), (), (0,)], ids=str
+)
 def test_weight_wrong_shape(loss_fn, shape: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match=r"^weight must have shape \(5,\), one weight per class"):
+    with pytest.raises(
+        ValueError, match=r"^weight must have shape \(5,\), one weight per class"
+    ):
         loss_fn(good_logits(), good_target(), weight=np.ones(shape))
 
 
 def test_weight_negative(loss_fn) -> None:
     weight = np.ones(K)
     weight[3] = -0.5
-    with pytest.raises(ValueError, match=r"^weight must be >= 0 for every class; found -0.5"):
+    with pytest.raises(
+        ValueError, match=r"^weight must be >= 0 for every class; found -0.5"
+    ):
         loss_fn(good_logits(), good_target(), weight=weight)
 
 
@@ -252,7 +287,9 @@ def test_weight_non_finite(loss_fn, bad: float) -> None:
     "weight", [np.array(["a"] * K), np.ones(K, dtype=complex), [None] * K], ids=str
 )
 def test_weight_not_real_numbers(loss_fn, weight: object) -> None:
-    with pytest.raises(TypeError, match=r"^weight must be a real-valued array of shape \(5,\)"):
+    with pytest.raises(
+        TypeError, match=r"^weight must be a real-valued array of shape \(5,\)"
+    ):
         loss_fn(good_logits(), good_target(), weight=weight)
 
 
@@ -277,10 +314,13 @@ def test_dloss_shape_for_none(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("shape", [(1,), (N,), (1, 1)], ids=str)
-def test_dloss_shape_for_scalar_reductions(reduction: str, shape: tuple[int, ...]) -> None:
+def test_dloss_shape_for_scalar_reductions(
+    reduction: str, shape: tuple[int, ...]
+) -> None:
     _, cache = lsce_forward(good_logits(), good_target(), reduction=reduction)
     with pytest.raises(
-        ValueError, match=rf"^dloss must be a scalar, .*reduction='{reduction}'; got shape"
+        ValueError,
+        match=rf"^dloss must be a scalar, .*reduction='{reduction}'; got shape",
     ):
         lsce_backward(np.ones(shape), cache)
 

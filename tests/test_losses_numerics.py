@@ -70,7 +70,9 @@ def test_lsce_backward_matches_finite_differences(case: str) -> None:
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
-def test_float32_logits_up_to_1e4_give_finite_loss_and_gradient(reduction: str, eps: float) -> None:
+def test_float32_logits_up_to_1e4_give_finite_loss_and_gradient(
+    reduction: str, eps: float
+) -> None:
     rng = np.random.default_rng(0)
     logits = rng.uniform(-1e4, 1e4, size=(6, 50))
     logits[0] = 1e4  # all equal and huge
@@ -89,12 +91,16 @@ def test_float32_logits_up_to_1e4_give_finite_loss_and_gradient(reduction: str, 
     # and correct: float64 torch on the very same float32 values
     want = torch_lsce(logits.astype(np.float64), target, eps, reduction=reduction)
     np.testing.assert_allclose(loss, want.loss, rtol=1e-5)
-    np.testing.assert_allclose(grad, want.grad, rtol=1e-4, atol=1e-6 * np.abs(want.grad).max())
+    np.testing.assert_allclose(
+        grad, want.grad, rtol=1e-4, atol=1e-6 * np.abs(want.grad).max()
+    )
 
 
 @pytest.mark.parametrize("delta", [1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_confident_float32_true_class_gradient_is_accurate(delta: float, eps: float) -> None:
+def test_confident_float32_true_class_gradient_is_accurate(
+    delta: float, eps: float
+) -> None:
     """p_y = 1 − δ: the true-class gradient p_y − 1 (+ ε terms) must not cancel in float32.
 
     Naively p_y rounds to within 6e-8 of 1, so p_y − 1 at δ = 1e-6 would be off by ~6 %.
@@ -116,7 +122,9 @@ def test_confident_float32_true_class_gradient_is_accurate(delta: float, eps: fl
         np.testing.assert_allclose(grad64[rows, target], -delta / n, rtol=0.05)
     np.testing.assert_allclose(grad32[rows, target], grad64[rows, target], rtol=1e-3)
     # the other classes too, relative to the row's largest entry
-    np.testing.assert_allclose(grad32, grad64, rtol=1e-3, atol=1e-6 * np.abs(grad64).max())
+    np.testing.assert_allclose(
+        grad32, grad64, rtol=1e-3, atol=1e-6 * np.abs(grad64).max()
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -132,7 +140,9 @@ def test_float16_inputs_are_computed_in_float32(reduction: str, kind: str) -> No
     else:
         target = random_soft_targets(rng, (8,), k).astype(np.float16)
     weight16 = rng.uniform(0.5, 2.0, size=k).astype(np.float16)
-    loss, cache = lsce_forward(logits16, target, 0.1, reduction=reduction, weight=weight16)
+    loss, cache = lsce_forward(
+        logits16, target, 0.1, reduction=reduction, weight=weight16
+    )
     dloss = upstream_gradient(reduction, (8,)).astype(np.float16)
     grad = lsce_backward(dloss, cache)
     assert loss.dtype == np.float16
@@ -149,7 +159,9 @@ def test_float16_inputs_are_computed_in_float32(reduction: str, kind: str) -> No
     # one rounding to float16 is a relative error of at most 2^-11 ≈ 4.9e-4
     np.testing.assert_allclose(loss.astype(np.float64), want.loss, rtol=6e-4)
     scale = np.abs(want.grad).max()
-    np.testing.assert_allclose(grad.astype(np.float64), want.grad, rtol=6e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(
+        grad.astype(np.float64), want.grad, rtol=6e-4, atol=1e-4 * scale
+    )
 
 
 def test_float16_matches_float32_rounded_once() -> None:
@@ -157,7 +169,9 @@ def test_float16_matches_float32_rounded_once() -> None:
     logits16 = random_logits(rng, (5,), 7).astype(np.float16)
     target = random_index_targets(rng, (5,), 7)
     loss16, cache16 = lsce_forward(logits16, target, 0.1, reduction="none")
-    loss32, cache32 = lsce_forward(logits16.astype(np.float32), target, 0.1, reduction="none")
+    loss32, cache32 = lsce_forward(
+        logits16.astype(np.float32), target, 0.1, reduction="none"
+    )
     np.testing.assert_array_equal(loss16, loss32.astype(np.float16))
     dloss = np.linspace(0.5, 1.5, 5)
     np.testing.assert_array_equal(

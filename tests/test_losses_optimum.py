@@ -43,7 +43,16 @@ def entropy(q: np.ndarray) -> np.ndarray:
     return -np.sum(q * np.log(q), axis=-1)
 
 
-CASES = [(2, 0.1), (3, 0.5), (5, 0.2), (10, 0.1), (10, 0.05), (37, 0.3), (100, 0.5), (6, 1.0)]
+CASES = [
+    (2, 0.1),
+    (3, 0.5),
+    (5, 0.2),
+    (10, 0.1),
+    (10, 0.05),
+    (37, 0.3),
+    (100, 0.5),
+    (6, 1.0),
+]
 
 
 @pytest.mark.parametrize(("k", "eps"), CASES, ids=[f"K={k}-eps={e}" for k, e in CASES])
@@ -57,7 +66,9 @@ def test_gradient_descent_reaches_the_analytic_optimum(k: int, eps: float) -> No
     # the logit gap to every wrong class: ln(1 + K(1 − ε)/ε)
     gap = z[rows, target][:, None] - z
     wrong = np.arange(k) != target[:, None]
-    np.testing.assert_allclose(gap[wrong], optimal_logit_gap(k, eps), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        gap[wrong], optimal_logit_gap(k, eps), rtol=1e-9, atol=1e-9
+    )
 
     # the confidence 1 − ε + ε/K, and p = q everywhere
     p = softmax(z)
@@ -69,7 +80,9 @@ def test_gradient_descent_reaches_the_analytic_optimum(k: int, eps: float) -> No
     floor = entropy(smooth_labels(target, k, eps))
     np.testing.assert_allclose(loss, floor, rtol=1e-12)
     for _ in range(5):
-        other, _ = lsce_forward(rng.standard_normal((4, k)) * 5, target, eps, reduction="none")
+        other, _ = lsce_forward(
+            rng.standard_normal((4, k)) * 5, target, eps, reduction="none"
+        )
         assert np.all(other > floor)
 
 

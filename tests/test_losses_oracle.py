@@ -54,10 +54,20 @@ def check_against_torch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compare forward and backward with torch; return (our loss, our gradient)."""
     want = torch_lsce(
-        logits, target, epsilon, reduction=reduction, weight=weight, ignore_index=ignore_index
+        logits,
+        target,
+        epsilon,
+        reduction=reduction,
+        weight=weight,
+        ignore_index=ignore_index,
     )
     loss, cache = lsce_forward(
-        logits, target, epsilon, reduction=reduction, weight=weight, ignore_index=ignore_index
+        logits,
+        target,
+        epsilon,
+        reduction=reduction,
+        weight=weight,
+        ignore_index=ignore_index,
     )
     assert_close(loss, want.loss, rtol=rtol, what="loss")
     grad = lsce_backward(want.dloss, cache)
@@ -79,7 +89,9 @@ def index_cases() -> list:
     return cases
 
 
-@pytest.mark.parametrize(("eps", "k", "reduction", "weighted", "ignore", "lead"), index_cases())
+@pytest.mark.parametrize(
+    ("eps", "k", "reduction", "weighted", "ignore", "lead"), index_cases()
+)
 def test_index_targets_match_torch(
     eps: float, k: int, reduction: str, weighted: bool, ignore: str, lead: str
 ) -> None:
@@ -94,7 +106,9 @@ def test_index_targets_match_torch(
         mask[rng.permutation(target.size)[: target.size // 3]] = True
         target = np.where(mask.reshape(shape), -100, target)
     weight = random_weight(rng, k) if weighted else None
-    loss, grad = check_against_torch(logits, target, eps, reduction=reduction, weight=weight)
+    loss, grad = check_against_torch(
+        logits, target, eps, reduction=reduction, weight=weight
+    )
     if ignore == "all":
         assert np.all(grad == 0)
         if reduction == "mean":
@@ -127,7 +141,9 @@ def test_soft_targets_match_torch(
 @pytest.mark.parametrize("weighted", [False, True], ids=["no_w", "w"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
-def test_unnormalised_soft_targets_match_torch(eps: float, reduction: str, weighted: bool) -> None:
+def test_unnormalised_soft_targets_match_torch(
+    eps: float, reduction: str, weighted: bool
+) -> None:
     """Rows of the target summing to S ≠ 1: the gradient is S·p − r, not p − r."""
     rng = rng_for("unnormalised", eps, reduction, weighted)
     logits = random_logits(rng, (3, 4), 7)
@@ -152,7 +168,9 @@ def test_smoothed_one_hot_soft_target_normalises_by_n_not_by_weights() -> None:
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("lead", list(LEADING))
-def test_label_smoothing_cross_entropy_equals_lsce_forward(reduction: str, lead: str) -> None:
+def test_label_smoothing_cross_entropy_equals_lsce_forward(
+    reduction: str, lead: str
+) -> None:
     rng = rng_for("lsce alias", reduction, lead)
     shape = LEADING[lead]
     logits = random_logits(rng, shape, 9)
@@ -165,7 +183,8 @@ def test_label_smoothing_cross_entropy_equals_lsce_forward(reduction: str, lead:
     assert_close(got, torch_lsce(logits, target, 0.2, **kwargs).loss)
     # and the default ε is 0.1, as documented
     assert_close(
-        label_smoothing_cross_entropy(logits, target), torch_lsce(logits, target, 0.1).loss
+        label_smoothing_cross_entropy(logits, target),
+        torch_lsce(logits, target, 0.1).loss,
     )
 
 
@@ -188,7 +207,9 @@ def test_cross_entropy_forward_backward_equal_epsilon_zero() -> None:
     assert_close(cross_entropy_backward(want.dloss, cache), want.grad)
     lsce_loss, lsce_cache = lsce_forward(logits, y, 0.0)
     assert_close(loss, lsce_loss, rtol=1e-14)
-    assert_close(cross_entropy_backward(0.7, cache), lsce_backward(0.7, lsce_cache), rtol=1e-14)
+    assert_close(
+        cross_entropy_backward(0.7, cache), lsce_backward(0.7, lsce_cache), rtol=1e-14
+    )
     # the textbook gradient (p − onehot(y)) / N
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -211,7 +232,9 @@ def test_none_reduction_has_the_leading_shape(lead: str, kind: str) -> None:
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize(
-    "make_target", [lambda: 3, lambda: np.array(3), lambda: np.int32(3)], ids=["int", "0d", "np32"]
+    "make_target",
+    [lambda: 3, lambda: np.array(3), lambda: np.int32(3)],
+    ids=["int", "0d", "np32"],
 )
 def test_unbatched_vector_with_scalar_target(reduction: str, make_target) -> None:
     rng = rng_for("unbatched", reduction)
@@ -223,7 +246,9 @@ def test_unbatched_vector_with_scalar_target(reduction: str, make_target) -> Non
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("ignore_index", [-100, -1, 0, 3, 7])
-def test_weight_ignore_index_and_smoothing_together(reduction: str, ignore_index: int) -> None:
+def test_weight_ignore_index_and_smoothing_together(
+    reduction: str, ignore_index: int
+) -> None:
     """The combination PyTorch once got wrong (pytorch #69339, #72056, #91383, #73205):
     class weights, ignored targets and ε > 0 in one call, with an (N, T, K) input."""
     rng = rng_for("combo", reduction, ignore_index)
@@ -235,7 +260,12 @@ def test_weight_ignore_index_and_smoothing_together(reduction: str, ignore_index
     weight = random_weight(rng, 6)
     weight[1] = 0.0  # a class with weight 0 still gets the smoothing mass of the others
     loss, grad = check_against_torch(
-        logits, target, 0.2, reduction=reduction, weight=weight, ignore_index=ignore_index
+        logits,
+        target,
+        0.2,
+        reduction=reduction,
+        weight=weight,
+        ignore_index=ignore_index,
     )
     ignored = target == ignore_index
     assert np.all(grad[ignored] == 0)
@@ -264,7 +294,9 @@ def test_all_ignored_batch(reduction: str, weighted: bool) -> None:
     logits = random_logits(rng, (2, 3), 4)
     target = np.full((2, 3), -100)
     weight = random_weight(rng, 4) if weighted else None
-    loss, grad = check_against_torch(logits, target, 0.1, reduction=reduction, weight=weight)
+    loss, grad = check_against_torch(
+        logits, target, 0.1, reduction=reduction, weight=weight
+    )
     if reduction == "mean":
         assert np.isnan(loss)
     else:
@@ -274,14 +306,18 @@ def test_all_ignored_batch(reduction: str, weighted: bool) -> None:
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_zero_total_weight_with_valid_rows_is_nan_like_torch(reduction: str, eps: float) -> None:
+def test_zero_total_weight_with_valid_rows_is_nan_like_torch(
+    reduction: str, eps: float
+) -> None:
     """Every counted row's class has weight 0: 'mean' divides by Σ w_y = 0 and PyTorch gives
     NaN (loss and the counted rows' gradient), even though ε > 0 makes the sum positive."""
     rng = rng_for("zero total weight", reduction, eps)
     logits = random_logits(rng, (4,), 4)
     target = np.array([0, -100, 0, 2])
     weight = np.array([0.0, 1.0, 0.0, 1.5])
-    loss, grad = check_against_torch(logits, target, eps, reduction=reduction, weight=weight)
+    loss, grad = check_against_torch(
+        logits, target, eps, reduction=reduction, weight=weight
+    )
     if reduction == "mean":
         assert np.isnan(loss)
         assert np.all(np.isnan(grad[[0, 2, 3]]))
@@ -294,9 +330,13 @@ def test_zero_total_weight_with_valid_rows_is_nan_like_torch(reduction: str, eps
 def test_empty_batch(reduction: str, kind: str, shape: tuple[int, ...]) -> None:
     """N = 0 rows: 'mean' is NaN, 'sum' 0, 'none' an empty array; the gradient is empty."""
     logits = np.zeros(shape)
-    target = np.zeros(shape[:-1], dtype=np.int64) if kind == "index" else np.zeros(shape)
+    target = (
+        np.zeros(shape[:-1], dtype=np.int64) if kind == "index" else np.zeros(shape)
+    )
     weight = np.ones(5)
-    loss, grad = check_against_torch(logits, target, 0.1, reduction=reduction, weight=weight)
+    loss, grad = check_against_torch(
+        logits, target, 0.1, reduction=reduction, weight=weight
+    )
     assert grad.shape == shape
     if reduction == "mean":
         assert np.isnan(loss)
@@ -315,7 +355,9 @@ def test_soft_targets_with_non_negative_ignore_index_are_rejected_like_torch(
     target = random_soft_targets(rng, (3,), 4)
     with pytest.raises(RuntimeError, match="ignore_index is not supported"):
         torch_lsce(logits, target, 0.1, ignore_index=ignore_index)
-    with pytest.raises(ValueError, match=rf"ignore_index={ignore_index} is not supported"):
+    with pytest.raises(
+        ValueError, match=rf"ignore_index={ignore_index} is not supported"
+    ):
         lsce_forward(logits, target, 0.1, ignore_index=ignore_index)
 
 
@@ -331,10 +373,14 @@ def test_index_equal_to_an_out_of_range_ignore_index_is_skipped() -> None:
     rng = rng_for("ignore 7")
     logits = random_logits(rng, (4,), 5)
     target = np.array([1, 7, 4, 7])
-    check_against_torch(logits, target, 0.1, ignore_index=7, weight=random_weight(rng, 5))
+    check_against_torch(
+        logits, target, 0.1, ignore_index=7, weight=random_weight(rng, 5)
+    )
 
 
-@pytest.mark.parametrize("target_dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64])
+@pytest.mark.parametrize(
+    "target_dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64]
+)
 def test_any_integer_dtype_for_index_targets(target_dtype: type) -> None:
     rng = rng_for("target dtype", np.dtype(target_dtype).name)
     logits = random_logits(rng, (6,), 5)
@@ -352,7 +398,9 @@ def test_dloss_for_none_scales_each_row() -> None:
     grad = lsce_backward(dloss, cache)
     unit = lsce_backward(np.ones((3, 4)), cache)
     np.testing.assert_allclose(grad, unit * dloss[..., None], rtol=1e-14)
-    assert_close(grad, torch_lsce(logits, target, 0.1, reduction="none", dloss=dloss).grad)
+    assert_close(
+        grad, torch_lsce(logits, target, 0.1, reduction="none", dloss=dloss).grad
+    )
 
 
 def test_forward_does_not_modify_its_inputs() -> None:

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.usefixtures("lsce_implementation")
 
 # the implementation fixture only swaps functions, so it need not reset between examples
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 classes = st.integers(min_value=2, max_value=40)
@@ -59,19 +61,31 @@ def smoothed(target: np.ndarray, k: int, eps: float) -> np.ndarray:
     weighted=st.booleans(),
 )
 def test_adding_a_constant_to_each_row_changes_nothing(
-    seed: int, n: int, k: int, scale: float, eps: float, kind: str, shift: float, weighted: bool
+    seed: int,
+    n: int,
+    k: int,
+    scale: float,
+    eps: float,
+    kind: str,
+    shift: float,
+    weighted: bool,
 ) -> None:
     rng, logits, target = draw_problem(seed, n, k, scale, kind)
     weight = rng.uniform(0.2, 3.0, size=k) if weighted else None
     shifts = shift * rng.uniform(-1.0, 1.0, size=(n, 1))  # a different constant per row
     loss, cache = lsce_forward(logits, target, eps, reduction="none", weight=weight)
-    loss2, cache2 = lsce_forward(logits + shifts, target, eps, reduction="none", weight=weight)
+    loss2, cache2 = lsce_forward(
+        logits + shifts, target, eps, reduction="none", weight=weight
+    )
     # shifting by c rounds each logit by up to |c|·2^-53, which moves the loss that much
     tol = 1e-12 * (1.0 + np.abs(shifts).max())
     np.testing.assert_allclose(loss2, loss, rtol=1e-11, atol=tol * k)
     dloss = rng.uniform(0.5, 1.5, size=n)
     np.testing.assert_allclose(
-        lsce_backward(dloss, cache2), lsce_backward(dloss, cache), rtol=1e-9, atol=tol * k
+        lsce_backward(dloss, cache2),
+        lsce_backward(dloss, cache),
+        rtol=1e-9,
+        atol=tol * k,
     )
 
 
@@ -82,7 +96,11 @@ def test_gradient_rows_sum_to_zero(
 ) -> None:
     """Unweighted, nothing ignored, normalised targets: Σ_j (p_j − q_j) = 1 − 1 = 0."""
     _, logits, target = draw_problem(seed, n, k, scale, kind)
-    for reduction, dloss in (("mean", 1.0), ("sum", 0.7), ("none", np.linspace(0.5, 2, n))):
+    for reduction, dloss in (
+        ("mean", 1.0),
+        ("sum", 0.7),
+        ("none", np.linspace(0.5, 2, n)),
+    ):
         _, cache = lsce_forward(logits, target, eps, reduction=reduction)
         grad = lsce_backward(dloss, cache)
         assert np.abs(grad).max() > 0  # random logits are never exactly uniform
@@ -91,7 +109,9 @@ def test_gradient_rows_sum_to_zero(
 
 @SETTINGS
 @given(seed=seeds, n=rows, k=classes, scale=scales)
-def test_epsilon_zero_is_plain_cross_entropy(seed: int, n: int, k: int, scale: float) -> None:
+def test_epsilon_zero_is_plain_cross_entropy(
+    seed: int, n: int, k: int, scale: float
+) -> None:
     _, logits, target = draw_problem(seed, n, k, scale, "index")
     # −log p_y = lse(z) − z_y, computed here independently of the library
     m = logits.max(axis=-1)
@@ -165,13 +185,18 @@ def test_spread_others_is_spread_all_with_scaled_epsilon(
     eps_all = eps * k / (k - 1)
     _, logits, target = draw_problem(seed, n, k, scale, "index")
     others = smooth_labels(target, k, eps, spread="others")
-    np.testing.assert_allclose(others, smooth_labels(target, k, eps_all), rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(
+        others, smooth_labels(target, k, eps_all), rtol=1e-14, atol=1e-16
+    )
     # the losses agree too: probability targets 'others' at ε = 0 vs index targets at ε'
     loss_others, cache_others = lsce_forward(logits, others, 0.0)
     loss_all, cache_all = lsce_forward(logits, target, eps_all)
     np.testing.assert_allclose(loss_others, loss_all, rtol=1e-12)
     np.testing.assert_allclose(
-        lsce_backward(1.0, cache_others), lsce_backward(1.0, cache_all), rtol=1e-9, atol=1e-15
+        lsce_backward(1.0, cache_others),
+        lsce_backward(1.0, cache_all),
+        rtol=1e-9,
+        atol=1e-15,
     )
 
 
@@ -189,7 +214,10 @@ def test_index_targets_equal_their_smoothed_one_hot_as_probabilities(
         np.testing.assert_allclose(a, b, rtol=1e-12)
         dloss = np.ones(n) if reduction == "none" else 1.0
         np.testing.assert_allclose(
-            lsce_backward(dloss, cache_a), lsce_backward(dloss, cache_b), rtol=1e-9, atol=1e-15
+            lsce_backward(dloss, cache_a),
+            lsce_backward(dloss, cache_b),
+            rtol=1e-9,
+            atol=1e-15,
         )
 
 
@@ -209,9 +237,13 @@ def test_reductions_are_consistent(
     np.testing.assert_allclose(lsce_backward(np.ones(n), cache_none), g_sum, rtol=1e-14)
     np.testing.assert_allclose(lsce_backward(1.0, cache_mean), g_sum / n, rtol=1e-12)
     # the gradient is linear in dloss
-    np.testing.assert_allclose(lsce_backward(np.full(n, 2.5), cache_none), 2.5 * g_sum, rtol=1e-14)
+    np.testing.assert_allclose(
+        lsce_backward(np.full(n, 2.5), cache_none), 2.5 * g_sum, rtol=1e-14
+    )
     np.testing.assert_allclose(lsce_backward(-0.3, cache_sum), -0.3 * g_sum, rtol=1e-14)
-    np.testing.assert_allclose(lsce_backward(0.3, cache_mean), 0.3 * g_sum / n, rtol=1e-12)
+    np.testing.assert_allclose(
+        lsce_backward(0.3, cache_mean), 0.3 * g_sum / n, rtol=1e-12
+    )
 
 
 @SETTINGS
@@ -251,7 +283,9 @@ def test_ignored_rows_count_for_nothing(
         kept, kept_cache = lsce_forward(logits[keep], target[keep], eps, **kw)
         dloss = rng.uniform(0.5, 1.5, size=n) if reduction == "none" else 0.7
         grad = lsce_backward(dloss, cache)
-        kept_grad = lsce_backward(dloss[keep] if reduction == "none" else dloss, kept_cache)
+        kept_grad = lsce_backward(
+            dloss[keep] if reduction == "none" else dloss, kept_cache
+        )
         assert np.all(grad[ignored] == 0)
         np.testing.assert_allclose(grad[keep], kept_grad, rtol=1e-12, atol=1e-300)
         if reduction == "none":

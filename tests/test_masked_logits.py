@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from lsce_scratch import fast
-from lsce_scratch.nn import label_smoothing_cross_entropy, linear_label_smoothing_cross_entropy
+from lsce_scratch.nn import (
+    label_smoothing_cross_entropy,
+    linear_label_smoothing_cross_entropy,
+)
 from tests.implementations import ANY_LOGITS, IMPLEMENTATIONS, run
 from tests.oracle import DEVICES, assert_close, torch_lsce
 
@@ -82,7 +85,9 @@ def test_index_targets_with_masked_classes_match_pytorch(name):
             ignored = (2, 5)
         loss, grad, dloss = expected(z, y, eps, reduction, weight, ignored)
         got = run(name, z, y, eps, reduction=reduction, weight=weight, dloss=dloss)
-        assert_same(got, loss, grad, f"{name}, ε={eps}, {reduction}, weight {wname}, {ignored}")
+        assert_same(
+            got, loss, grad, f"{name}, ε={eps}, {reduction}, weight {wname}, {ignored}"
+        )
 
 
 @pytest.mark.parametrize("name", ANY_LOGITS)
@@ -103,9 +108,13 @@ def test_probability_targets_with_masked_classes_match_pytorch(name):
             x = torch.tensor(z, requires_grad=True)
             target = torch.tensor(t, requires_grad=True)
             w = None if weight is None else torch.tensor(weight)
-            theirs = F.cross_entropy(x, target, w, reduction=reduction, label_smoothing=eps)
+            theirs = F.cross_entropy(
+                x, target, w, reduction=reduction, label_smoothing=eps
+            )
             theirs.backward(torch.tensor(dloss).expand(theirs.shape))
-            assert_close(got.target_grad, target.grad.numpy(), 1e-10, f"∂/∂target, {name}")
+            assert_close(
+                got.target_grad, target.grad.numpy(), 1e-10, f"∂/∂target, {name}"
+            )
 
 
 def test_the_cases_pytorch_documents_by_their_values():
@@ -114,12 +123,16 @@ def test_the_cases_pytorch_documents_by_their_values():
     for name in ANY_LOGITS:
         plain = run(name, z, y, 0.0, reduction="none")
         smoothed = run(name, z, y, 0.1, reduction="none")
-        assert np.isfinite(plain.loss[[0, 4]]).all()  # ε = 0: finite where y is not masked
+        assert np.isfinite(
+            plain.loss[[0, 4]]
+        ).all()  # ε = 0: finite where y is not masked
         assert np.isinf(plain.loss[[1, 3]]).all()  # the true class masked: inf
         assert np.isinf(smoothed.loss[[0, 1, 3, 4]]).all()  # ε > 0: inf
         assert np.isnan(plain.loss[2]) and np.isnan(smoothed.loss[2])  # all masked: NaN
         if plain.grad is not None:
-            assert plain.grad[0, 2] == 0.0 and np.isfinite(plain.grad[[0, 1, 3, 4]]).all()
+            assert (
+                plain.grad[0, 2] == 0.0 and np.isfinite(plain.grad[[0, 1, 3, 4]]).all()
+            )
             assert np.isfinite(smoothed.grad[[0, 1, 3, 4]]).all()
             # ε > 0: a masked class is pushed by −ε/K·dloss, the share of the target it holds
             np.testing.assert_allclose(smoothed.grad[0, 2], -0.1 / K)
@@ -137,7 +150,9 @@ def test_a_whole_chunk_of_masked_classes(name):
     y = np.array([0, 36, 39, 5])
     for eps, reduction in itertools.product([0.0, 0.1], ["none", "mean"]):
         loss, grad, dloss = expected(z, y, eps, reduction, None)
-        assert_same(run(name, z, y, eps, reduction=reduction, dloss=dloss), loss, grad, name)
+        assert_same(
+            run(name, z, y, eps, reduction=reduction, dloss=dloss), loss, grad, name
+        )
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)

@@ -72,7 +72,8 @@ def rounds(mistakes: list[Mistake], course: Path) -> list[list[Mistake]]:
     for mistake in mistakes:
         for group in groups:
             if all(
-                own(other) not in depends(mistake) and own(mistake) not in depends(other)
+                own(other) not in depends(mistake)
+                and own(mistake) not in depends(other)
                 for other in group
             ):
                 group.append(mistake)
@@ -95,12 +96,18 @@ def blocks(output: str) -> dict[str, tuple[str, str]]:
 def test_the_catalogue_covers_every_exercise():
     mistakes = load_catalogue()
     manifest = ex.load_manifest(ROOT)
-    assert len(mistakes) >= 40, f"the catalogue holds {len(mistakes)} mistakes; keep at least 40"
+    assert len(mistakes) >= 40, (
+        f"the catalogue holds {len(mistakes)} mistakes; keep at least 40"
+    )
     missing = {e.id for e in manifest} - {m.exercise for m in mistakes}
     assert not missing, f"exercises with no catalogued mistake: {sorted(missing)}"
     for m in mistakes:
-        assert m.status in STATUSES, f"{m.exercise} {m.what!r}: unknown status {m.status!r}"
-        assert m.says.strip() and m.body.strip() and m.what.strip(), f"{m.exercise} {m.what!r}"
+        assert m.status in STATUSES, (
+            f"{m.exercise} {m.what!r}: unknown status {m.status!r}"
+        )
+        assert m.says.strip() and m.body.strip() and m.what.strip(), (
+            f"{m.exercise} {m.what!r}"
+        )
     names = [(m.exercise, m.what) for m in mistakes]
     assert len(set(names)) == len(names), "two mistakes of one exercise share a name"
 
@@ -115,7 +122,9 @@ def test_the_solutions_pass_every_exercise(tmp_path: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # one lsce check per round; an endless loop costs its time limit
+@pytest.mark.timeout(
+    1200
+)  # one lsce check per round; an endless loop costs its time limit
 def test_every_catalogued_mistake_gets_its_diagnosis(tmp_path: Path):
     course = copy_course(tmp_path, solutions=True)
     mistakes = load_catalogue()
@@ -130,18 +139,28 @@ def test_every_catalogued_mistake_gets_its_diagnosis(tmp_path: Path):
             exercise = by_id[mistake.exercise]
             write_body(folder / exercise.file, exercise.function, mistake.body)
         done = lsce(
-            course, "check", *[m.exercise for m in group], "-v", "--timeout", CATALOGUE_TIMEOUT
+            course,
+            "check",
+            *[m.exercise for m in group],
+            "-v",
+            "--timeout",
+            CATALOGUE_TIMEOUT,
         )
         found = blocks(done.stdout)
         for mistake in group:
-            status, text = found.get(mistake.exercise, ("missing", done.stdout + done.stderr))
+            status, text = found.get(
+                mistake.exercise, ("missing", done.stdout + done.stderr)
+            )
             says = " ".join(mistake.says.split())
             if status != mistake.status or says not in text:
                 wrong.append(
                     f"{mistake.exercise} ({mistake.what}): expected {mistake.status!r} saying "
                     f"{says!r}; lsce check said {status!r}:\n{text[:1500]}"
                 )
-    print(f"mistake catalogue: {len(mistakes)} mistakes, checked in {len(groups)} lsce check runs")
-    assert not wrong, f"{len(wrong)} of {len(mistakes)} mistakes misdiagnosed:\n\n" + "\n\n".join(
-        wrong
+    print(
+        f"mistake catalogue: {len(mistakes)} mistakes, checked in {len(groups)} lsce check runs"
+    )
+    assert not wrong, (
+        f"{len(wrong)} of {len(mistakes)} mistakes misdiagnosed:\n\n"
+        + "\n\n".join(wrong)
     )

@@ -49,7 +49,9 @@ def test_relu_backward_matches_central_differences_away_from_the_kink() -> None:
     relu = ReLU()
     _, cache = relu.forward(x)
     dx = relu.backward(upstream, cache)
-    numeric = numerical_gradient_wrt(lambda: float(np.sum(relu.forward(x)[0] * upstream)), x)
+    numeric = numerical_gradient_wrt(
+        lambda: float(np.sum(relu.forward(x)[0] * upstream)), x
+    )
     assert rel_error(dx, numeric) < 1e-7
 
 
@@ -82,7 +84,9 @@ def test_mlp_structure_and_features() -> None:
     features = model.features(x)
     assert features.shape == (9, 12) and (features >= 0).all()
     # the logits are the last layer applied to the features
-    np.testing.assert_allclose(model.forward(x)[0], model.classifier.forward(features)[0])
+    np.testing.assert_allclose(
+        model.forward(x)[0], model.classifier.forward(features)[0]
+    )
     assert len(model.params()) == len(model.grads()) == 6
 
 
@@ -104,7 +108,9 @@ def test_adam_matches_torch_for_several_steps() -> None:
             tensor.grad = torch.tensor(grad)
         optimiser.step()
     for mine, tensor in zip(ours.params, theirs, strict=True):
-        np.testing.assert_allclose(mine, tensor.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            mine, tensor.detach().numpy(), rtol=1e-12, atol=1e-14
+        )
 
 
 def test_adam_updates_the_model_arrays_in_place() -> None:
@@ -130,7 +136,9 @@ def test_digits_split_is_fixed_disjoint_and_complete() -> None:
     from sklearn.datasets import load_digits
 
     labels = np.concatenate([split.y_train, split.y_val, split.y_test])
-    np.testing.assert_array_equal(np.bincount(labels), np.bincount(load_digits().target))
+    np.testing.assert_array_equal(
+        np.bincount(labels), np.bincount(load_digits().target)
+    )
     np.testing.assert_array_equal(split.y_test, digits_split().y_test)
 
 
@@ -147,7 +155,9 @@ def test_training_is_deterministic_and_learns() -> None:
     model_b, history_b = train_classifier(tiny_split(), 0.1, recipe)
     for a, b in zip(model_a.params(), model_b.params(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert len(history_a.train_loss) == 30 and history_a.train_loss == history_b.train_loss
+    assert (
+        len(history_a.train_loss) == 30 and history_a.train_loss == history_b.train_loss
+    )
     assert history_a.train_loss[-1] < 0.6 * history_a.train_loss[0]
     assert history_a.train_accuracy[-1] > 0.9
 

@@ -47,7 +47,9 @@ def _loss_and_grad(fn, z, *args, upstream=None, **kwargs):
     z = z.detach().clone().requires_grad_(True)
     loss = fn(z, *args, **kwargs)
     if upstream is None:
-        upstream = torch.full_like(loss, 0.7) if loss.dim() == 0 else torch.randn_like(loss)
+        upstream = (
+            torch.full_like(loss, 0.7) if loss.dim() == 0 else torch.randn_like(loss)
+        )
     loss.backward(upstream)
     return loss.detach(), z.grad, upstream
 
@@ -66,12 +68,16 @@ GRID = list(
 def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
     seed = hash((epsilon, num_classes, reduction)) % 10_000
     g = torch.Generator().manual_seed(seed)
-    weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(device)
+    weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(
+        device
+    )
     for leading, use_weight, kind in itertools.product(
         [(), (6,), (3, 4)], [False, True], ["index", "ignored", "all-ignored", "soft"]
     ):
         if kind == "soft":
-            target = torch.softmax(torch.randn(leading + (num_classes,), generator=g), -1)
+            target = torch.softmax(
+                torch.randn(leading + (num_classes,), generator=g), -1
+            )
             target = target.to(device=device, dtype=torch.float64)
         else:
             target = torch.randint(0, num_classes, leading, generator=g).to(device)
@@ -85,7 +91,12 @@ def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
         # a different value from the CPU's documented NaN for the mean over one ignored (K,)
         # example with ε = 0
         theirs, their_grad, upstream = _loss_and_grad(
-            _builtin, z.cpu(), target.cpu(), epsilon, reduction, None if w is None else w.cpu()
+            _builtin,
+            z.cpu(),
+            target.cpu(),
+            epsilon,
+            reduction,
+            None if w is None else w.cpu(),
         )
         ours, our_grad, _ = _loss_and_grad(
             label_smoothing_cross_entropy, z, target, epsilon,
@@ -94,7 +105,9 @@ def test_matches_builtin_over_the_grid(device, epsilon, num_classes, reduction):
         ours, our_grad = ours.cpu(), our_grad.cpu()
         case = f"leading={leading}, weight={use_weight}, target={kind}"
         assert ours.shape == theirs.shape, case
-        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case)
+        torch.testing.assert_close(
+            ours, theirs, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case
+        )
         torch.testing.assert_close(
             our_grad, their_grad, rtol=1e-10, atol=1e-12, equal_nan=True, msg=case
         )
@@ -118,7 +131,13 @@ def test_gradcheck(device, reduction, variant, fast):
 
     def loss(x: torch.Tensor) -> torch.Tensor:
         return label_smoothing_cross_entropy(
-            x, target, 0.1, reduction=reduction, weight=weight, ignore_index=ignore, fast=fast
+            x,
+            target,
+            0.1,
+            reduction=reduction,
+            weight=weight,
+            ignore_index=ignore,
+            fast=fast,
         )
 
     assert torch.autograd.gradcheck(loss, (z,))
@@ -129,7 +148,9 @@ def test_gradcheck(device, reduction, variant, fast):
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_composite_module_agrees(device, reduction, fast):
     z = torch_logits((4, 3, 9), 11, device)
-    target = torch.randint(0, 9, (4, 3), generator=torch.Generator().manual_seed(1)).to(device)
+    target = torch.randint(0, 9, (4, 3), generator=torch.Generator().manual_seed(1)).to(
+        device
+    )
     composite = CompositeLabelSmoothingCrossEntropy(0.2, reduction)
     ours = LabelSmoothingCrossEntropy(0.2, reduction, fast=fast)
     theirs, their_grad, upstream = _loss_and_grad(composite, z, target)
@@ -149,17 +170,26 @@ def test_agrees_with_the_numpy_core(device, fast):
         fast=fast,
     )  # fmt: skip
     np_loss, cache = lsce_forward(
-        z.cpu().numpy(), target.cpu().numpy(), 0.15, reduction="none", weight=weight.cpu().numpy()
+        z.cpu().numpy(),
+        target.cpu().numpy(),
+        0.15,
+        reduction="none",
+        weight=weight.cpu().numpy(),
     )
     np.testing.assert_allclose(loss.cpu().numpy(), np_loss, rtol=1e-12)
     np.testing.assert_allclose(
-        grad.cpu().numpy(), lsce_backward(upstream.cpu().numpy(), cache), rtol=1e-10, atol=1e-14
+        grad.cpu().numpy(),
+        lsce_backward(upstream.cpu().numpy(), cache),
+        rtol=1e-10,
+        atol=1e-14,
     )
 
 
 @pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
+@pytest.mark.parametrize(
+    "dtype, tolerance", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)]
+)
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
 def test_half_precision_with_confident_logits(device, dtype, tolerance, epsilon, fast):
     """Computed in float32 inside, rounded to the input dtype once.
@@ -185,7 +215,9 @@ def test_half_precision_with_confident_logits(device, dtype, tolerance, epsilon,
     loss, grad, _ = _loss_and_grad(
         label_smoothing_cross_entropy, z, target, epsilon, reduction="sum", fast=fast
     )
-    ref_loss, ref_grad, _ = _loss_and_grad(_builtin, z.double(), target, epsilon, "sum", None)
+    ref_loss, ref_grad, _ = _loss_and_grad(
+        _builtin, z.double(), target, epsilon, "sum", None
+    )
     assert grad.dtype == dtype and loss.dtype == dtype
     assert abs(loss.double() - ref_loss) <= tolerance * abs(ref_loss)
     true_ours, true_ref = grad.double()[rows, target], ref_grad[rows, target]
@@ -217,7 +249,9 @@ def test_float32_true_class_gradient_when_p_is_almost_one(device, delta, fast):
         upstream=torch.tensor(1.0, device=device),
         fast=fast,
     )[1]
-    ref = _loss_and_grad(_builtin, z, target, 0.0, "sum", None, upstream=torch.tensor(1.0))[1]
+    ref = _loss_and_grad(
+        _builtin, z, target, 0.0, "sum", None, upstream=torch.tensor(1.0)
+    )[1]
     rows = torch.arange(n)
     true_ours, true_ref = ours.double().cpu()[rows, target], ref[rows, target]
     assert ((true_ours - true_ref).abs() / true_ref.abs()).max() < 1e-3
@@ -230,7 +264,9 @@ def test_saves_only_the_logits_and_a_few_numbers_per_row(fast):
     target = torch.randint(0, k, (n,))
     budget = 64 * n  # O(N): a few numbers per row, never an (N, K) tensor
     ours = extra_saved_bytes(LabelSmoothingCrossEntropy(0.1, fast=fast), z, target)
-    assert ours <= budget, f"saved {ours} bytes beyond the logits for backward; budget {budget}"
+    assert ours <= budget, (
+        f"saved {ours} bytes beyond the logits for backward; budget {budget}"
+    )
     # the same measurement catches autograd over log_softmax, which saves an (N, K) tensor
     composite = extra_saved_bytes(CompositeLabelSmoothingCrossEntropy(0.1), z, target)
     assert composite >= z.numel() * z.element_size()
@@ -251,13 +287,20 @@ def test_double_backward_raises_a_clear_error(fast):
         ({"reduction": "avg"}, [0, 1], ValueError, "reduction must be one of"),
         ({}, [0, 7], ValueError, r"class index 7 outside \[0, 3\]"),
         ({}, [0.0, 1.0], TypeError, "class indices must be integers"),
-        ({}, [0], ValueError, r"target shape \(1,\) does not fit logits shape \(2, 4\)"),
+        (
+            {},
+            [0],
+            ValueError,
+            r"target shape \(1,\) does not fit logits shape \(2, 4\)",
+        ),
         ({"weight": [1.0, 2.0]}, [0, 1], ValueError, r"weight must have shape \(4,\)"),
         ({"weight": [1.0, -2.0, 1.0, 1.0]}, [0, 1], ValueError, "weight must be >= 0"),
     ],
 )
 @pytest.mark.parametrize("fast", FUNCTIONS)
-def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error, match, fast):
+def test_bad_input_gets_the_same_message_as_the_numpy_core(
+    kwargs, target, error, match, fast
+):
     z = np.random.default_rng(0).normal(size=(2, 4))
     numpy_kwargs = dict(kwargs)
     torch_kwargs = {
@@ -275,12 +318,18 @@ def test_bad_input_gets_the_same_message_as_the_numpy_core(kwargs, target, error
 
 @pytest.mark.parametrize("fast", FUNCTIONS)
 def test_non_finite_and_integer_logits_are_refused(fast):
-    with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"NaN or \+inf in 1 row\(s\).*nan at index \(1, 2\)"
+    ):
         z = torch.zeros(2, 3)
         z[1, 2] = float("nan")
         label_smoothing_cross_entropy(z, torch.tensor([0, 1]), fast=fast)
-    with pytest.raises(TypeError, match=r"logits must be floating point.*logits.float\(\)"):
-        label_smoothing_cross_entropy(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]))
+    with pytest.raises(
+        TypeError, match=r"logits must be floating point.*logits.float\(\)"
+    ):
+        label_smoothing_cross_entropy(
+            torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1])
+        )
 
 
 def test_module_carries_its_weight_to_the_device_and_prints_its_settings():
@@ -298,9 +347,13 @@ def test_bad_values_are_caught_on_every_device(device, grad_in_forward):
     z = torch_logits((3, 4), 1, device, torch.float32).requires_grad_(True)
     with pytest.raises(ValueError, match=r"class index 7 outside \[0, 3\]"):
         label_smoothing_cross_entropy(
-            z, torch.tensor([0, 7, -100], device=device), grad_in_forward=grad_in_forward
+            z,
+            torch.tensor([0, 7, -100], device=device),
+            grad_in_forward=grad_in_forward,
         )
-    with pytest.raises(ValueError, match=r"NaN or \+inf in 1 row\(s\).*inf at index \(1, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"NaN or \+inf in 1 row\(s\).*inf at index \(1, 2\)"
+    ):
         bad = z.detach().clone()
         bad[1, 2] = float("inf")
         label_smoothing_cross_entropy(
@@ -316,7 +369,9 @@ def _soft_case(device, seed):
     g = torch.Generator().manual_seed(seed)
     z = torch_logits((6, 5), seed, device)
     # unnormalised and with zeros, as PyTorch's OpInfo samples are
-    t = torch.rand(6, 5, generator=g, dtype=torch.float64) * (torch.rand(6, 5, generator=g) > 0.2)
+    t = torch.rand(6, 5, generator=g, dtype=torch.float64) * (
+        torch.rand(6, 5, generator=g) > 0.2
+    )
     weight = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
     return z, t.to(device), weight.to(device)
 
@@ -324,7 +379,9 @@ def _soft_case(device, seed):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("mode", ["plain", "default", "grad_in_forward", "inplace"])
-def test_probability_targets_that_require_grad_get_their_gradient(device, reduction, mode):
+def test_probability_targets_that_require_grad_get_their_gradient(
+    device, reduction, mode
+):
     z, t, weight = _soft_case(device, 31)
     for w in (None, weight):
         x = z.clone().requires_grad_(True)
@@ -356,7 +413,10 @@ def test_only_the_target_requires_grad(device):
     target = t.clone().requires_grad_(True)
     for grad_in_forward in (False, True):
         (ours,) = torch.autograd.grad(
-            label_smoothing_cross_entropy(z, target, 0.1, grad_in_forward=grad_in_forward), target
+            label_smoothing_cross_entropy(
+                z, target, 0.1, grad_in_forward=grad_in_forward
+            ),
+            target,
         )
         (theirs,) = torch.autograd.grad(_builtin(z, target, 0.1, "mean", None), target)
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
@@ -365,14 +425,21 @@ def test_only_the_target_requires_grad(device):
 @pytest.mark.parametrize("fast", FUNCTIONS)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gradcheck_with_respect_to_logits_and_probability_targets(reduction, weighted, fast):
+def test_gradcheck_with_respect_to_logits_and_probability_targets(
+    reduction, weighted, fast
+):
     z, t, weight = _soft_case("cpu", 33)
     z.requires_grad_(True)
     t = (t + 0.05).requires_grad_(True)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return label_smoothing_cross_entropy(
-            x, target, 0.15, reduction=reduction, weight=weight if weighted else None, fast=fast
+            x,
+            target,
+            0.15,
+            reduction=reduction,
+            weight=weight if weighted else None,
+            fast=fast,
         )
 
     assert torch.autograd.gradcheck(loss, (z, t))
@@ -422,7 +489,9 @@ def test_the_plain_function_runs_none_of_the_fast_kernels(monkeypatch, dtype):
     x = z.detach().double().requires_grad_(True)
     F.cross_entropy(x, target, weight, label_smoothing=0.1).backward()
     tolerance = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]
-    torch.testing.assert_close(z.grad.double(), x.grad, rtol=tolerance, atol=tolerance * 1e-2)
+    torch.testing.assert_close(
+        z.grad.double(), x.grad, rtol=tolerance, atol=tolerance * 1e-2
+    )
     with pytest.raises(AssertionError, match="a fast kernel ran"):
         label_smoothing_cross_entropy(z, target, 0.1)
 

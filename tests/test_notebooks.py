@@ -32,10 +32,14 @@ def code_cells(notebook: dict) -> list[str]:
 
 
 @by_label
-def test_the_notebook_is_valid_and_holds_the_whole_script_in_order(lesson: Lesson) -> None:
+def test_the_notebook_is_valid_and_holds_the_whole_script_in_order(
+    lesson: Lesson,
+) -> None:
     notebook = notebooks.lesson_notebook(lesson, ROOT)
     nbformat.validate(nbformat.from_dict(notebook))
-    cells, _ = notebooks.script_cells((ROOT / lesson.script).read_text(encoding="utf-8"))
+    cells, _ = notebooks.script_cells(
+        (ROOT / lesson.script).read_text(encoding="utf-8")
+    )
     assert code_cells(notebook) == cells
 
 
@@ -63,12 +67,16 @@ def test_the_page_shows_its_script_in_script_order(lesson: Lesson) -> None:
     shown = re.findall(rf'--8<-- "{re.escape(lesson.script)}:([\w-]+)"', page)
     cells = [owner[name] for name in shown]
     first_seen = [c for i, c in enumerate(cells) if c not in cells[:i]]
-    assert first_seen == sorted(first_seen), f"{lesson.page} shows {shown}: out of script order"
+    assert first_seen == sorted(first_seen), (
+        f"{lesson.page} shows {shown}: out of script order"
+    )
 
 
 def test_a_built_notebook_fills_in_the_runs_numbers_and_tables() -> None:
     lesson = next(
-        lesson for lesson in LESSONS if "[[run:" in (ROOT / "docs" / lesson.page).read_text("utf-8")
+        lesson
+        for lesson in LESSONS
+        if "[[run:" in (ROOT / "docs" / lesson.page).read_text("utf-8")
     )
     runs = notebooks.RunOutputs(
         values=lambda text: text.replace("[[run:", "<value of "),
@@ -79,7 +87,15 @@ def test_a_built_notebook_fills_in_the_runs_numbers_and_tables() -> None:
 
 
 def test_admonitions_and_tabs_become_titles_over_dedented_text() -> None:
-    lines = ['??? question "Why?"', "", "    Because.", "", '=== "NumPy"', "    code", "after"]
+    lines = [
+        '??? question "Why?"',
+        "",
+        "    Because.",
+        "",
+        '=== "NumPy"',
+        "    code",
+        "after",
+    ]
     assert notebooks._dedent_containers(lines) == [
         "**Why?**", "", "Because.", "", "**NumPy**", "code", "after"
     ]  # fmt: skip

@@ -96,13 +96,22 @@ def test_liger_cross_entropy_float32_grid(name):
             ok &= np.allclose(got.grad, x.grad.numpy(), atol=1e-8, rtol=1e-6)
         if not ok:
             failures.append((rows, reduction, ignore, eps, weighted, factor))
-    assert not failures, f"{name}: {len(failures)} of {len(LIGER_CE)} cases fail: {failures}"
+    assert not failures, (
+        f"{name}: {len(failures)} of {len(LIGER_CE)} cases fail: {failures}"
+    )
 
 
 # Liger's fused linear grid, float32: (rows, H, V), reductions with their tolerances.
 LIGER_FLCE_SHAPES = [(4 * 47, 31, 123), (2 * 64, 256, 4096)]
-LIGER_FLCE_TOLERANCES = {"mean": (1e-5, 5e-4), "sum": (1e-3, 5e-2), "none": (1e-3, 5e-2)}
-LIGER_FLCE_PARAMS = [(False, 0.0, -100), (True, 0.1, 42)]  # (class weights, ε, ignore_index)
+LIGER_FLCE_TOLERANCES = {
+    "mean": (1e-5, 5e-4),
+    "sum": (1e-3, 5e-2),
+    "none": (1e-3, 5e-2),
+}
+LIGER_FLCE_PARAMS = [
+    (False, 0.0, -100),
+    (True, 0.1, 42),
+]  # (class weights, ε, ignore_index)
 
 
 def liger_flce_case(rows, h, k, seed):
@@ -118,7 +127,9 @@ def liger_flce_case(rows, h, k, seed):
 @pytest.mark.parametrize("rows, h, k", LIGER_FLCE_SHAPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("params", LIGER_FLCE_PARAMS, ids=["plain", "weights-smoothing-ignore"])
+@pytest.mark.parametrize(
+    "params", LIGER_FLCE_PARAMS, ids=["plain", "weights-smoothing-ignore"]
+)
 def test_liger_fused_linear_float32_grid(rows, h, k, reduction, bias, params):
     weighted, eps, ignore_index = params
     hidden, lin_weight, lin_bias, target, weight = liger_flce_case(rows, h, k, rows + k)
@@ -130,7 +141,8 @@ def test_liger_fused_linear_float32_grid(rows, h, k, reduction, bias, params):
     atol, rtol = LIGER_FLCE_TOLERANCES[reduction]
     # Liger's TorchLMHeadCE: lin(x).float(), then F.cross_entropy
     leaves = [
-        None if t is None else t.clone().requires_grad_(True) for t in (hidden, lin_weight, b)
+        None if t is None else t.clone().requires_grad_(True)
+        for t in (hidden, lin_weight, b)
     ]
     theirs = F.cross_entropy(
         F.linear(*leaves).float(), target, weight=w, ignore_index=ignore_index,
@@ -147,7 +159,10 @@ def test_liger_fused_linear_float32_grid(rows, h, k, reduction, bias, params):
         torch.testing.assert_close(torch.as_tensor(got), expected, atol=atol, rtol=rtol)
     if reduction == "none":
         return  # the torch fused loss has no 'none'
-    mine = [None if t is None else t.clone().requires_grad_(True) for t in (hidden, lin_weight, b)]
+    mine = [
+        None if t is None else t.clone().requires_grad_(True)
+        for t in (hidden, lin_weight, b)
+    ]
     ours = linear_label_smoothing_cross_entropy(
         mine[0], mine[1], target, eps, lin_bias=mine[2], reduction=reduction, weight=w,
         ignore_index=ignore_index, chunk_rows=rows // 3,
@@ -161,7 +176,9 @@ def test_liger_fused_linear_float32_grid(rows, h, k, reduction, bias, params):
 # timm
 
 
-def timm_label_smoothing_cross_entropy(x: torch.Tensor, target: torch.Tensor, smoothing: float):
+def timm_label_smoothing_cross_entropy(
+    x: torch.Tensor, target: torch.Tensor, smoothing: float
+):
     """timm.loss.LabelSmoothingCrossEntropy, from its definition: the batch mean of
     (1 − ε)·nll + ε·mean_k(−log p_k)."""
     log_p = F.log_softmax(x, dim=-1)
@@ -169,7 +186,9 @@ def timm_label_smoothing_cross_entropy(x: torch.Tensor, target: torch.Tensor, sm
     return ((1.0 - smoothing) * nll + smoothing * -log_p.mean(dim=-1)).mean()
 
 
-def timm_mixup_target(target: torch.Tensor, num_classes: int, lam: float, smoothing: float):
+def timm_mixup_target(
+    target: torch.Tensor, num_classes: int, lam: float, smoothing: float
+):
     """timm.data.mixup.mixup_target: smoothed one-hots (ε/K off, 1 − ε + ε/K on) mixed with
     those of the batch in reverse order, by λ."""
     off = smoothing / num_classes
@@ -241,7 +260,9 @@ def test_fused_losses_equal_torch_linear_cross_entropy(reduction, eps):
     target[::3] = 7
     weight = torch.rand(30, generator=g, dtype=torch.float64) + 0.5
     for w, ignore_index in itertools.product([None, weight], [-100, 7]):
-        leaves = [t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)]
+        leaves = [
+            t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)
+        ]
         theirs = F.linear_cross_entropy(
             leaves[0], leaves[1], target, linear_bias=leaves[2], weight=w, reduction=reduction,
             ignore_index=ignore_index, label_smoothing=eps,
@@ -255,7 +276,9 @@ def test_fused_losses_equal_torch_linear_cross_entropy(reduction, eps):
         )  # fmt: skip
         want = [theirs.detach()] + [t.grad for t in leaves]
         for got, expected in zip(numpy, want, strict=True):
-            torch.testing.assert_close(torch.as_tensor(got), expected, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(
+                torch.as_tensor(got), expected, rtol=1e-10, atol=1e-12
+            )
         if reduction == "none":
             continue
         mine = [t.clone().requires_grad_(True) for t in (hidden, lin_weight, lin_bias)]
@@ -264,5 +287,7 @@ def test_fused_losses_equal_torch_linear_cross_entropy(reduction, eps):
             ignore_index=ignore_index, chunk_rows=4,
         )  # fmt: skip
         ours.backward(upstream)
-        for got, expected in zip([ours.detach()] + [t.grad for t in mine], want, strict=True):
+        for got, expected in zip(
+            [ours.detach()] + [t.grad for t in mine], want, strict=True
+        ):
             torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

@@ -54,7 +54,9 @@ def oracle(x, target, epsilon, reduction, weight, ignore_index, dloss):
     """F.cross_entropy in float64, PyTorch layout: (loss, ∂/∂x, ∂/∂target or None)."""
     x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     soft = np.issubdtype(np.asarray(target).dtype, np.floating)
-    t = torch.tensor(target, dtype=torch.float64 if soft else torch.long, requires_grad=soft)
+    t = torch.tensor(
+        target, dtype=torch.float64 if soft else torch.long, requires_grad=soft
+    )
     w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
     loss = F.cross_entropy(x, t, weight=w, ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=epsilon)  # fmt: skip
@@ -93,7 +95,9 @@ def check_case(name, x, target, epsilon=0.0, reduction="mean", weight=None, igno
               weight=weight, ignore_index=ignore_index, dloss=dloss)  # fmt: skip
     rtol, atol = TOLERANCES[dtype]
     case = f"{name}, {dtype.__name__}, ε={epsilon}, {reduction}, weight={weight is not None}"
-    np.testing.assert_allclose(got.loss, want[0], rtol=rtol, atol=atol, err_msg=f"loss, {case}")
+    np.testing.assert_allclose(
+        got.loss, want[0], rtol=rtol, atol=atol, err_msg=f"loss, {case}"
+    )
     if got.grad is not None:
         np.testing.assert_allclose(classes_first(got.grad), want[1], rtol=rtol, atol=atol,
                                    err_msg=f"∂/∂logits, {case}")  # fmt: skip
@@ -154,10 +158,14 @@ def test_the_oracle_grid_on_every_backend(name, dtype):
             got = run(name, x.astype(dtype), ours, eps, **kwargs)
             case = f"{name}, ε={eps}, {reduction}, weight={weighted}, {kind}, K={k}, {leading}"
             close = {"rtol": rtol, "atol": atol}
-            np.testing.assert_allclose(got.loss, want[0], **close, err_msg=f"loss, {case}")
+            np.testing.assert_allclose(
+                got.loss, want[0], **close, err_msg=f"loss, {case}"
+            )
             if got.grad is not None:
                 grad = classes_last(want[1])
-                np.testing.assert_allclose(got.grad, grad, **close, err_msg=f"∂/∂z, {case}")
+                np.testing.assert_allclose(
+                    got.grad, grad, **close, err_msg=f"∂/∂z, {case}"
+                )
             if soft and not name.startswith("numpy"):
                 target_grad = classes_last(want[2])
                 assert got.target_grad is not None, f"no ∂/∂target, {case}"
@@ -168,7 +176,9 @@ def test_the_oracle_grid_on_every_backend(name, dtype):
 
 def make_input(gen: torch.Generator, shape, low=-9.0, high=9.0) -> np.ndarray:
     """make_tensor's default for floats: uniform in [-9, 9) (so many rows are confident)."""
-    return (torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low).numpy()
+    return (
+        torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low
+    ).numpy()
 
 
 def make_target(gen: torch.Generator, shape, num_classes: int) -> np.ndarray:
@@ -280,7 +290,13 @@ def k_dimensional(gen: torch.Generator, k: int, n: int, c: int) -> tuple[int, ..
 def ours(name, x, target, epsilon=0.0, **kwargs):
     """Our loss (and gradients) for PyTorch-layout inputs."""
     soft = np.issubdtype(np.asarray(target).dtype, np.floating)
-    return run(name, classes_last(x), classes_last(target) if soft else target, epsilon, **kwargs)
+    return run(
+        name,
+        classes_last(x),
+        classes_last(target) if soft else target,
+        epsilon,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
@@ -288,7 +304,9 @@ def test_smoothed_index_target_equals_its_smoothed_one_hot_probabilities(name):
     """test_cross_entropy_label_smoothing_consistent_index_target_and_probs, at its
     rtol=1e-7, atol=1e-5."""
     gen = torch.Generator().manual_seed(2)
-    for k, reduction, eps in itertools.product(range(5), ["none", "mean", "sum"], [0.05, 0.15]):
+    for k, reduction, eps in itertools.product(
+        range(5), ["none", "mean", "sum"], [0.05, 0.15]
+    ):
         if not supports(name, reduction):
             continue
         shape = k_dimensional(gen, k, 10, 4)
@@ -299,7 +317,9 @@ def test_smoothed_index_target_equals_its_smoothed_one_hot_probabilities(name):
         probabilities = one_hot * (1 - eps) + eps / 4
         with_index = ours(name, x, target, eps, reduction=reduction)
         with_probabilities = ours(name, x, probabilities, 0.0, reduction=reduction)
-        np.testing.assert_allclose(with_index.loss, with_probabilities.loss, rtol=1e-7, atol=1e-5)
+        np.testing.assert_allclose(
+            with_index.loss, with_probabilities.loss, rtol=1e-7, atol=1e-5
+        )
         if with_index.grad is not None:
             np.testing.assert_allclose(with_index.grad, with_probabilities.grad, rtol=1e-7,
                                        atol=1e-5)  # fmt: skip
@@ -313,13 +333,19 @@ def test_smoothing_probabilities_equals_smoothing_them_by_hand(name):
     for k, eps in itertools.product(range(5), [0.05, 0.15]):
         shape = k_dimensional(gen, k, 10, 4)
         x = torch.randn(shape, generator=gen, dtype=torch.float64).numpy()
-        target = torch.softmax(torch.randn(shape, generator=gen, dtype=torch.float64), 1).numpy()
+        target = torch.softmax(
+            torch.randn(shape, generator=gen, dtype=torch.float64), 1
+        ).numpy()
         for reduction in ["none", "mean", "sum"]:
             if not supports(name, reduction):
                 continue
             smoothed = ours(name, x, target, eps, reduction=reduction)
-            by_hand = ours(name, x, target * (1 - eps) + eps / 4, 0.0, reduction=reduction)
-            np.testing.assert_allclose(smoothed.loss, by_hand.loss, rtol=1e-7, atol=1e-7)
+            by_hand = ours(
+                name, x, target * (1 - eps) + eps / 4, 0.0, reduction=reduction
+            )
+            np.testing.assert_allclose(
+                smoothed.loss, by_hand.loss, rtol=1e-7, atol=1e-7
+            )
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
@@ -338,7 +364,9 @@ def test_ignored_rows_count_nowhere_with_weights_and_smoothing(name):
         target = np.array([ignore, 1])
         kwargs = {"reduction": reduction, "weight": w, "ignore_index": ignore}
         first = ours(name, inp1, target, eps, **kwargs)
-        np.testing.assert_allclose(first.loss, ours(name, inp2, target, eps, **kwargs).loss)
+        np.testing.assert_allclose(
+            first.loss, ours(name, inp2, target, eps, **kwargs).loss
+        )
         if reduction != "none":
             rest = ours(name, inp2[1:], target[1:], eps, **kwargs)
             np.testing.assert_allclose(first.loss, rest.loss, rtol=1e-12)
@@ -348,13 +376,17 @@ def test_ignored_rows_count_nowhere_with_weights_and_smoothing(name):
 def test_unit_weights_change_nothing(name):
     """test_cross_entropy_loss_{prob,index}_target_unit_weights."""
     gen = torch.Generator().manual_seed(4)
-    for k, soft, reduction in itertools.product(range(5), [False, True], ["none", "mean", "sum"]):
+    for k, soft, reduction in itertools.product(
+        range(5), [False, True], ["none", "mean", "sum"]
+    ):
         if not supports(name, reduction):
             continue
         shape = k_dimensional(gen, k, 5, 4)
         x = torch.randn(shape, generator=gen, dtype=torch.float64).numpy()
         if soft:
-            target = torch.randn(shape, generator=gen, dtype=torch.float64).abs().numpy()
+            target = (
+                torch.randn(shape, generator=gen, dtype=torch.float64).abs().numpy()
+            )
         else:
             target = make_target(gen, shape[:1] + shape[2:], 4)
         plain = ours(name, x, target, reduction=reduction)
@@ -380,8 +412,12 @@ def test_probability_targets_that_require_grad_over_all_reductions(name):
 def test_unbatched_probability_target(name):
     """test_cross_entropy_loss_prob_target_no_batch_dim: (C,) equals (1, C)."""
     gen = torch.Generator().manual_seed(6)
-    x = torch.log_softmax(torch.randn(5, generator=gen, dtype=torch.float64), -1).numpy()
-    target = torch.softmax(torch.randn(5, generator=gen, dtype=torch.float64), -1).numpy()
+    x = torch.log_softmax(
+        torch.randn(5, generator=gen, dtype=torch.float64), -1
+    ).numpy()
+    target = torch.softmax(
+        torch.randn(5, generator=gen, dtype=torch.float64), -1
+    ).numpy()
     weight = torch.rand(5, generator=gen, dtype=torch.float64).numpy() + 0.1
     for reduction, w in itertools.product(["none", "mean", "sum"], [None, weight]):
         if not supports(name, reduction):
@@ -428,19 +464,30 @@ def test_epsilon_above_one_is_an_error_as_in_pytorch(soft):
 # Where we refuse what PyTorch accepts: each case, PyTorch's answer, and the Conventions
 # page that must list it (its table of deliberate differences).
 REFUSALS = {
-    "negative probabilities": ({"target": "negative"}, "target probabilities must be >= 0"),
+    "negative probabilities": (
+        {"target": "negative"},
+        "target probabilities must be >= 0",
+    ),
     "NaN probabilities": ({"target": "nan"}, "target probabilities must be finite"),
     "negative class weight": ({"weight": -1.0}, "weight must be >= 0"),
     "NaN class weight": ({"weight": np.nan}, "weight must be finite"),
     "infinite class weight": ({"weight": np.inf}, "weight must be finite"),
     "negative ε": ({"epsilon": -0.1}, r"epsilon must be in \[0, 1\]"),
     "NaN ε": ({"epsilon": np.nan}, r"epsilon must be in \[0, 1\]"),
-    "NaN logit": ({"logit": np.nan}, "NaN or \\+inf in 1 row|hidden contains NaN|hold NaN"),
-    "+inf logit": ({"logit": np.inf}, "NaN or \\+inf in 1 row|hidden contains NaN|hold NaN"),
+    "NaN logit": (
+        {"logit": np.nan},
+        "NaN or \\+inf in 1 row|hidden contains NaN|hold NaN",
+    ),
+    "+inf logit": (
+        {"logit": np.inf},
+        "NaN or \\+inf in 1 row|hidden contains NaN|hold NaN",
+    ),
 }
 
 
-def refused_inputs(change: dict) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+def refused_inputs(
+    change: dict,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
     """Logits (4, 3), a target and ε, weight with one entry made bad as ``change`` says."""
     rng = np.random.default_rng(9)
     x = rng.normal(size=(4, 3))
@@ -464,7 +511,9 @@ def test_deliberate_refusals_pytorch_accepts(case):
     x, target, eps, weight = refused_inputs(change)
     w = None if weight is None else torch.tensor(weight)
     # PyTorch computes something (a number, NaN or inf) and raises nothing
-    F.cross_entropy(torch.tensor(x), torch.tensor(target), weight=w, label_smoothing=eps)
+    F.cross_entropy(
+        torch.tensor(x), torch.tensor(target), weight=w, label_smoothing=eps
+    )
     for name in IMPLEMENTATIONS:
         with pytest.raises(ValueError, match=message):
             run(name, x, target, eps, weight=weight)
@@ -477,7 +526,15 @@ def test_the_conventions_page_lists_every_deliberate_difference():
     table = page[page.index("## Where we differ from PyTorch") :]
     rows = [line for line in table.splitlines() if line.startswith("|")]
     text = "\n".join(rows).lower()
-    for needle in ["negative", "nan", "class weight", "ε < 0", "+inf", "ignored row", "k = 0"]:
+    for needle in [
+        "negative",
+        "nan",
+        "class weight",
+        "ε < 0",
+        "+inf",
+        "ignored row",
+        "k = 0",
+    ]:
         assert needle in text, f"the differences table does not mention {needle!r}"
     assert len(rows) >= 2 + 7, "one row per difference, plus the header"
 

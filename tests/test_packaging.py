@@ -23,7 +23,9 @@ def test_the_installed_version_is_the_library_version() -> None:
 
 def test_pyproject_reads_the_version_from_the_library() -> None:
     project = PYPROJECT["project"]
-    assert "version" not in project, "pyproject.toml must not write the version a second time"
+    assert "version" not in project, (
+        "pyproject.toml must not write the version a second time"
+    )
     assert "version" in project.get("dynamic", [])
     dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]["version"]
     assert dynamic == {"attr": "lsce_scratch.__version__"}

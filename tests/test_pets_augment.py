@@ -50,7 +50,9 @@ def test_centre_crop_is_exact(images: torch.Tensor) -> None:
     out = render(canvases_of(images, 36), sizes, center_transforms(sizes), 16)
     assert out.shape == (3, 3, 16, 16) and out.dtype == torch.float32
     # output pixel centres land on input pixel centres: no interpolation at all
-    torch.testing.assert_close(unnormalise(out), images[:, :, 4:20].float(), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        unnormalise(out), images[:, :, 4:20].float(), atol=2e-3, rtol=0
+    )
 
 
 def test_flip_mirrors_the_crop(images: torch.Tensor) -> None:
@@ -58,10 +60,14 @@ def test_flip_mirrors_the_crop(images: torch.Tensor) -> None:
     n = len(sizes)
     flip = torch.full((n,), -1.0, dtype=torch.float64)
     zero, one = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
-    matrices = crop_matrices(sizes, one, zero, flip, torch.full((n, 2), 0.5, dtype=torch.float64))
+    matrices = crop_matrices(
+        sizes, one, zero, flip, torch.full((n, 2), 0.5, dtype=torch.float64)
+    )
     transforms = Transforms(matrices.float(), torch.full((n,), 0.5), torch.ones(n))
     out = unnormalise(render(canvases_of(images, 36), sizes, transforms, 16))
-    torch.testing.assert_close(out, images[:, :, 4:20].flip(2).float(), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        out, images[:, :, 4:20].flip(2).float(), atol=2e-3, rtol=0
+    )
 
 
 def test_window_position_spans_the_long_side(images: torch.Tensor) -> None:
@@ -70,7 +76,9 @@ def test_window_position_spans_the_long_side(images: torch.Tensor) -> None:
     zero, one = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
     right = torch.tensor([[1.0, 0.5]] * n, dtype=torch.float64)
     transforms = Transforms(
-        crop_matrices(sizes, one, zero, one, right).float(), torch.full((n,), 0.5), torch.ones(n)
+        crop_matrices(sizes, one, zero, one, right).float(),
+        torch.full((n,), 0.5),
+        torch.ones(n),
     )
     out = unnormalise(render(canvases_of(images, 36), sizes, transforms, 16))
     torch.testing.assert_close(out, images[:, :, 8:24].float(), atol=2e-3, rtol=0)
@@ -87,7 +95,9 @@ def test_homography_maps_corners_to_targets() -> None:
     mapped = corners @ h[0].T
     torch.testing.assert_close(mapped[:, :2] / mapped[:, 2:], targets[0])
     identity = symmetric_warp(torch.zeros(2, 4, dtype=torch.float64))
-    torch.testing.assert_close(identity, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    torch.testing.assert_close(
+        identity, torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    )
 
 
 def test_reflect_folds_into_the_image() -> None:
@@ -150,4 +160,6 @@ def test_channels_last_output() -> None:
     canvases = torch.zeros(2, 24, 24, 3, dtype=torch.uint8)
     out = render(canvases, sizes, center_transforms(sizes), 8, channels_last=True)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    assert math.isclose(float(out[0, 0, 0, 0]), -IMAGENET_MEAN[0] / IMAGENET_STD[0], rel_tol=1e-4)
+    assert math.isclose(
+        float(out[0, 0, 0, 0]), -IMAGENET_MEAN[0] / IMAGENET_STD[0], rel_tol=1e-4
+    )

@@ -16,8 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_small_cpu_run_measures_every_phase(tmp_path: Path) -> None:
     out = tmp_path / "pets_gpu.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "pets_gpu.py"), "--device", "cpu"]
-    command += ["--small", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "1"]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "pets_gpu.py"),
+        "--device",
+        "cpu",
+    ]
+    command += [
+        "--small",
+        "--out",
+        str(out),
+        "--work",
+        str(tmp_path / "work"),
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "160"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -44,7 +44,9 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imported the name itself
+    monkeypatch.setattr(
+        torch.hub, "urlopen", refuse
+    )  # torch.hub imported the name itself
     # Should a patch miss, these point at a closed local port rather than at Oxford.
     unreachable = {
         name: (md5, (f"http://127.0.0.1:9/{name}",))
@@ -55,7 +57,9 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
 
-def pets(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tuple[int, str]:
+def pets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str
+) -> tuple[int, str]:
     """Run ``lsce pets`` in-process with --root/--out under tmp_path; (exit code, output)."""
     code = command.main(
         [*args, "--root", str(tmp_path / "root"), "--out", str(tmp_path / "out")]
@@ -98,11 +102,23 @@ COUNTS = ("epochs", "size", "batch-size", "images", "workers", "stop-after")
     ("args", "fragments"),
     [
         (["--synthetic", "--epsilon", "2"], ["--epsilon must be in [0, 1]", "got 2.0"]),
-        (["--synthetic", "--epsilon", "-0.1"], ["--epsilon must be in [0, 1]", "got -0.1"]),
-        (["--synthetic", "--epsilon", "nan"], ["--epsilon must be in [0, 1]", "got nan"]),
-        (["--synthetic", "--epsilon", "inf"], ["--epsilon must be in [0, 1]", "got inf"]),
+        (
+            ["--synthetic", "--epsilon", "-0.1"],
+            ["--epsilon must be in [0, 1]", "got -0.1"],
+        ),
+        (
+            ["--synthetic", "--epsilon", "nan"],
+            ["--epsilon must be in [0, 1]", "got nan"],
+        ),
+        (
+            ["--synthetic", "--epsilon", "inf"],
+            ["--epsilon must be in [0, 1]", "got inf"],
+        ),
         *[([f"--{key}", "0"], [f"--{key} must be >= 1; got 0"]) for key in COUNTS],
-        (["--synthetic", "--images", "73"], ["--images must be at least 74", "two per breed"]),
+        (
+            ["--synthetic", "--images", "73"],
+            ["--images must be at least 74", "two per breed"],
+        ),
         (["--seed", "-1"], ["--seed must be in [0, 2**63); got -1"]),
         (
             ["--synthetic", "--split", "official"],
@@ -110,7 +126,10 @@ COUNTS = ("epochs", "size", "batch-size", "images", "workers", "stop-after")
         ),
         (
             ["--data", "{tmp}/nothing"],
-            ["--data: {tmp}/nothing is not a folder", "or use --download / --synthetic"],
+            [
+                "--data: {tmp}/nothing is not a folder",
+                "or use --download / --synthetic",
+            ],
         ),
         (
             ["--synthetic", "--resume"],
@@ -123,12 +142,17 @@ COUNTS = ("epochs", "size", "batch-size", "images", "workers", "stop-after")
     ],
 )
 def test_bad_arguments_are_one_message_before_any_work(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragments: list[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    fragments: list[str],
 ) -> None:
     args = [arg.format(tmp=tmp_path) for arg in args]
     code, output = pets(capsys, tmp_path, *args)
     assert code == 2, output
-    assert_one_message(output, *(fragment.format(tmp=tmp_path) for fragment in fragments))
+    assert_one_message(
+        output, *(fragment.format(tmp=tmp_path) for fragment in fragments)
+    )
     assert tree(tmp_path) == set()  # no synthetic set, no cache, no output folder
 
 
@@ -139,7 +163,9 @@ def test_a_size_too_big_for_memory_is_refused_before_decoding(
         pytest.skip("this OS does not report its memory")
     code, output = pets(capsys, tmp_path, "--synthetic", "--size", "100000")
     assert code == 2
-    assert_one_message(output, "--size 100000: the decoded images take", "use a smaller --size")
+    assert_one_message(
+        output, "--size 100000: the decoded images take", "use a smaller --size"
+    )
     assert tree(tmp_path) == set()
 
 
@@ -150,7 +176,9 @@ def test_a_file_where_a_folder_belongs_is_refused(
     (tmp_path / option[2:]).write_text("not a folder")
     code, output = pets(capsys, tmp_path, "--synthetic")
     assert code == 2
-    assert_one_message(output, f"{option} {tmp_path / option[2:]} is a file", "pass a folder")
+    assert_one_message(
+        output, f"{option} {tmp_path / option[2:]} is a file", "pass a folder"
+    )
     assert tree(tmp_path) == {option[2:]}
 
 
@@ -165,17 +193,32 @@ def pets_folder(folder: Path, count: int) -> Path:
 @pytest.mark.parametrize(
     ("count", "args", "fragments"),
     [
-        (0, [], ["--data: no <Breed>_<n>.jpg files in", "or use --download / --synthetic"]),
-        (10, ["--split", "official"], ["--split official needs", "or use --split random"]),
+        (
+            0,
+            [],
+            ["--data: no <Breed>_<n>.jpg files in", "or use --download / --synthetic"],
+        ),
+        (
+            10,
+            ["--split", "official"],
+            ["--split official needs", "or use --split random"],
+        ),
         (
             10,
             ["--batch-size", "64"],
-            ["--batch-size 64 is larger than the 8 training images", "use a smaller batch"],
+            [
+                "--batch-size 64 is larger than the 8 training images",
+                "use a smaller batch",
+            ],
         ),
     ],
 )
 def test_a_data_folder_is_checked_before_decoding(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], count: int, args: list, fragments: list
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    count: int,
+    args: list,
+    fragments: list,
 ) -> None:
     images = pets_folder(tmp_path / "pets" / "images", count)
     before = tree(tmp_path)
@@ -189,11 +232,15 @@ def test_resume_with_other_settings_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "out").mkdir()
-    torch.save({"settings": {"epochs": 4, "epsilon": 0.2}}, tmp_path / "out" / "checkpoint.pt")
+    torch.save(
+        {"settings": {"epochs": 4, "epsilon": 0.2}}, tmp_path / "out" / "checkpoint.pt"
+    )
     before = tree(tmp_path)
     code, output = pets(capsys, tmp_path, "--synthetic", "--resume", "--epsilon", "0.1")
     assert code == 2
-    assert_one_message(output, "other settings: epsilon=0.2 (now 0.1)", "Use the same options")
+    assert_one_message(
+        output, "other settings: epsilon=0.2 (now 0.1)", "Use the same options"
+    )
     assert tree(tmp_path) == before
 
 
@@ -209,8 +256,12 @@ def test_resume_from_an_unreadable_checkpoint_is_refused(
     assert tree(tmp_path) == before
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
-def test_cuda_without_a_gpu_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message without a GPU"
+)
+def test_cuda_without_a_gpu_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, output = pets(capsys, tmp_path, "--synthetic", "--device", "cuda")
     assert code == 2
     assert_one_message(output, "--device cuda: no CUDA GPU", "use --device cpu")
@@ -223,14 +274,20 @@ def test_compile_without_a_compiler_is_refused(
     monkeypatch.setenv("CXX", "no-such-c++-compiler")
     code, output = pets(capsys, tmp_path, "--synthetic", "--compile")
     assert code == 2
-    assert_one_message(output, "--compile on the CPU needs a C++ compiler", "drop --compile")
+    assert_one_message(
+        output, "--compile on the CPU needs a C++ compiler", "drop --compile"
+    )
     assert tree(tmp_path) == set()
 
 
 @pytest.mark.parametrize(
     ("env", "args", "fragments"),
     [
-        ({"WORLD_SIZE": "2"}, [], ["LOCAL_RANK is not set", "torchrun --nproc_per_node"]),
+        (
+            {"WORLD_SIZE": "2"},
+            [],
+            ["LOCAL_RANK is not set", "torchrun --nproc_per_node"],
+        ),
         (
             {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
             ["--batch-size", "15"],
@@ -239,7 +296,12 @@ def test_compile_without_a_compiler_is_refused(
     ],
 )
 def test_torchrun_settings_are_checked_before_joining(
-    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, env: dict, args: list, fragments
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict,
+    args: list,
+    fragments,
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -253,7 +315,9 @@ def test_the_lsce_command_gives_the_same_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, out = str(tmp_path / "root"), str(tmp_path / "out")
-    code = cli.main(["pets", "--synthetic", "--epsilon", "2", "--root", root, "--out", out])
+    code = cli.main(
+        ["pets", "--synthetic", "--epsilon", "2", "--root", root, "--out", out]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert_one_message(captured.out + captured.err, "--epsilon must be in [0, 1]")
@@ -269,7 +333,9 @@ def test_download_without_network_is_one_message(
 ) -> None:
     code, output = pets(capsys, tmp_path, "--download", "--weights", "none")
     assert code == 2
-    assert output.startswith("error: ")  # nothing before it: no defaults line, no traceback
+    assert output.startswith(
+        "error: "
+    )  # nothing before it: no defaults line, no traceback
     assert_failed_once(
         output,
         "--download: could not download images.tar.gz",
@@ -278,7 +344,10 @@ def test_download_without_network_is_one_message(
         f"download images.tar.gz yourself into {tmp_path / 'root' / 'oxford-iiit-pet'}",
         "or use --synthetic",
     )
-    assert tree(tmp_path) <= {"root", "root/oxford-iiit-pet"}  # no archive, cache or output
+    assert tree(tmp_path) <= {
+        "root",
+        "root/oxford-iiit-pet",
+    }  # no archive, cache or output
 
 
 def test_weights_without_network_fail_before_the_data(
@@ -311,23 +380,36 @@ def test_a_wrong_archive_left_in_root_is_named(
 
 
 def serve_archive(
-    monkeypatch: pytest.MonkeyPatch, folder: Path, content: bytes, md5: str, mirrors: int = 1
+    monkeypatch: pytest.MonkeyPatch,
+    folder: Path,
+    content: bytes,
+    md5: str,
+    mirrors: int = 1,
 ) -> None:
     """Make ``content`` the images archive, from ``mirrors`` local file:// mirrors."""
     folder.mkdir()
     source = folder / "images.tar.gz"
     source.write_bytes(content)
-    monkeypatch.setattr(pets_data, "ARCHIVES", {source.name: (md5, (source.as_uri(),) * mirrors)})
+    monkeypatch.setattr(
+        pets_data, "ARCHIVES", {source.name: (md5, (source.as_uri(),) * mirrors)}
+    )
 
 
 def test_a_bad_checksum_from_every_mirror_is_one_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    serve_archive(monkeypatch, tmp_path / "mirror", b"not the archive", "0" * 32, mirrors=2)
+    serve_archive(
+        monkeypatch, tmp_path / "mirror", b"not the archive", "0" * 32, mirrors=2
+    )
     code, output = pets(capsys, tmp_path, "--download", "--weights", "none")
     assert code == 2
     found = pets_data.md5_of(tmp_path / "mirror" / "images.tar.gz")
-    assert output.count(f"has md5 {found}, expected {'0' * 32}; the partial file was deleted") == 2
+    assert (
+        output.count(
+            f"has md5 {found}, expected {'0' * 32}; the partial file was deleted"
+        )
+        == 2
+    )
     assert_failed_once(
         output, "could not download images.tar.gz", "download images.tar.gz yourself"
     )
@@ -345,7 +427,9 @@ def test_an_unsafe_archive_is_refused_in_one_message(
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
     archive = buffer.getvalue()
-    serve_archive(monkeypatch, tmp_path / "mirror", archive, hashlib.md5(archive).hexdigest())
+    serve_archive(
+        monkeypatch, tmp_path / "mirror", archive, hashlib.md5(archive).hexdigest()
+    )
     code, output = pets(capsys, tmp_path, "--download", "--weights", "none")
     assert code == 2
     assert_failed_once(

@@ -62,7 +62,9 @@ def test_official_split_reads_trainval_and_test(tmp_path: Path) -> None:
     (annotations / "test.txt").write_text("# comment\nBengal_3 2 1 2\n")
     names = ["Bengal_1.jpg", "Bengal_2.jpg", "Bengal_3.jpg", "beagle_2.jpg"]
     train, valid = data.official_split(names, annotations)
-    assert train.tolist() == [0, 3] and valid.tolist() == [2]  # Bengal_2 is in neither list
+    assert train.tolist() == [0, 3] and valid.tolist() == [
+        2
+    ]  # Bengal_2 is in neither list
     with pytest.raises(FileNotFoundError, match="--split official needs"):
         data.official_split(names, tmp_path / "missing")
 
@@ -80,7 +82,9 @@ def test_listing_errors_name_the_option(tmp_path: Path) -> None:
 
 
 def make_tar(
-    path: Path, members: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None
+    path: Path,
+    members: dict[str, bytes],
+    links: dict[str, tuple[str, bytes]] | None = None,
 ) -> str:
     """Write an uncompressed tar of ``members`` (and links: name → (target, type)); its md5."""
     with tarfile.open(path, "w") as tar:
@@ -97,7 +101,9 @@ def make_tar(
 
 
 def test_good_archive_extracts(tmp_path: Path) -> None:
-    md5 = make_tar(tmp_path / "a.tar", {"images/Bengal_1.jpg": b"x", "images/sub/y.txt": b"yy"})
+    md5 = make_tar(
+        tmp_path / "a.tar", {"images/Bengal_1.jpg": b"x", "images/sub/y.txt": b"yy"}
+    )
     data.extract(tmp_path / "a.tar", tmp_path / "out", md5)
     assert (tmp_path / "out" / "images" / "Bengal_1.jpg").read_bytes() == b"x"
 
@@ -115,7 +121,11 @@ def test_md5_mismatch_refuses_to_extract(tmp_path: Path) -> None:
         ({"../evil.txt": b"x"}, {}, "escapes the target folder"),
         ({"images/../../evil.txt": b"x"}, {}, "escapes the target folder"),
         ({"/tmp/evil.txt": b"x"}, {}, "absolute path"),
-        ({}, {"images/link": ("../../etc/passwd", tarfile.SYMTYPE)}, "leaves the target"),
+        (
+            {},
+            {"images/link": ("../../etc/passwd", tarfile.SYMTYPE)},
+            "leaves the target",
+        ),
         ({}, {"images/link": ("/etc/passwd", tarfile.SYMTYPE)}, "leaves the target"),
         ({}, {"images/hard": ("../outside", tarfile.LNKTYPE)}, "leaves the target"),
         ({}, {"images/dev": ("", tarfile.CHRTYPE)}, "device or fifo"),
@@ -125,7 +135,9 @@ def test_unsafe_members_are_refused(tmp_path: Path, members, links, why) -> None
     md5 = make_tar(tmp_path / "a.tar", {"images/ok.txt": b"ok", **members}, links)
     with pytest.raises(ValueError, match=f"unsafe tar member .*{why}"):
         data.extract(tmp_path / "a.tar", tmp_path / "out", md5)
-    assert not (tmp_path / "out" / "images" / "ok.txt").exists()  # nothing was extracted
+    assert not (
+        tmp_path / "out" / "images" / "ok.txt"
+    ).exists()  # nothing was extracted
     assert not (tmp_path / "evil.txt").exists()
 
 
@@ -170,7 +182,9 @@ def test_download_resumes_a_partial_file(tmp_path: Path, server: str) -> None:
     assert not (tmp_path / "images.tar.gz.part").exists()
 
 
-def test_download_with_wrong_md5_is_deleted_and_refused(tmp_path: Path, server: str) -> None:
+def test_download_with_wrong_md5_is_deleted_and_refused(
+    tmp_path: Path, server: str
+) -> None:
     RangeHandler.payload = b"not the archive"
     with pytest.raises(ValueError, match="expected 0+; the partial file was deleted"):
         data.download(server, tmp_path / "images.tar.gz", "0" * 32)
@@ -181,7 +195,9 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path: Path) -> None
     source = tmp_path / "source.bin"
     source.write_bytes(b"abcdef" * 1000)
     md5 = data.md5_of(source)
-    (tmp_path / "copy.bin.part").write_bytes(b"zzz")  # file:// sends everything: start over
+    (tmp_path / "copy.bin.part").write_bytes(
+        b"zzz"
+    )  # file:// sends everything: start over
     data.download(source.as_uri(), tmp_path / "copy.bin", md5)
     assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
 
@@ -204,7 +220,9 @@ def test_a_download_cut_short_keeps_its_part_file(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/images.tar.gz"
         md5 = hashlib.md5(payload).hexdigest()
-        with pytest.raises(ConnectionError, match="closed after 12800 of 25600 bytes; run again"):
+        with pytest.raises(
+            ConnectionError, match="closed after 12800 of 25600 bytes; run again"
+        ):
             data.download(url, tmp_path / "images.tar.gz", md5)
     finally:
         httpd.shutdown()
@@ -217,7 +235,9 @@ def test_download_pets_without_a_mirror_is_one_download_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = (tmp_path / "nowhere" / "images.tar.gz").as_uri()  # file://: no network
-    monkeypatch.setattr(data, "ARCHIVES", {"images.tar.gz": ("0" * 32, (missing, missing))})
+    monkeypatch.setattr(
+        data, "ARCHIVES", {"images.tar.gz": ("0" * 32, (missing, missing))}
+    )
     with pytest.raises(data.DownloadError) as caught:
         data.download_pets(tmp_path / "pets")
     message = str(caught.value)
@@ -234,7 +254,9 @@ def test_download_pets_refuses_an_unsafe_archive_with_the_fix(
     md5 = make_tar(tmp_path / "mirror" / "images.tar.gz", {"../evil.txt": b"x"})
     source = (tmp_path / "mirror" / "images.tar.gz").as_uri()
     monkeypatch.setattr(data, "ARCHIVES", {"images.tar.gz": (md5, (source,))})
-    with pytest.raises(data.DownloadError, match="unsafe tar member .* delete it and run again"):
+    with pytest.raises(
+        data.DownloadError, match="unsafe tar member .* delete it and run again"
+    ):
         data.download_pets(tmp_path / "pets")
     assert not (tmp_path / "evil.txt").exists()
 
@@ -249,12 +271,16 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     rgb = Image.fromarray(synthetic_image(3, 90, 60, seed=1))
     rgb.save(folder / "Bombay_1.jpg", format="JPEG")
     rgb.convert("RGBA").save(folder / "Abyssinian_5.jpg", format="PNG")
-    rgb.convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "Egyptian_Mau_139.jpg", "PNG")
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE).save(
+        folder / "Egyptian_Mau_139.jpg", "PNG"
+    )
     rgb.convert("L").save(folder / "staffordshire_bull_terrier_2.jpg", format="JPEG")
     rgb.convert("CMYK").save(folder / "Bengal_7.jpg", format="JPEG")
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG")
-    (folder / "beagle_116.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (folder / "beagle_116.jpg").write_bytes(
+        buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    )
     (folder / "chihuahua_121.jpg").write_bytes(b"")
     (folder / "Abyssinian_100.mat").write_bytes(b"MATLAB")
     return {
@@ -289,7 +315,9 @@ def test_each_kind_of_bad_file_is_converted_or_skipped(tmp_path: Path) -> None:
     assert pets.pixels.shape[1:] == (48, 48, 3) and pets.pixels.dtype == np.uint8
     assert (pets.sizes.min(axis=1) == 32).all() and (pets.sizes.max(axis=1) <= 48).all()
     # Labels follow the case-sensitive sort of the breeds found (cats first).
-    assert [pets.classes[k] for k in pets.labels] == [data.breed_of(n) for n in pets.names]
+    assert [pets.classes[k] for k in pets.labels] == [
+        data.breed_of(n) for n in pets.names
+    ]
 
 
 def test_canvas_edges_repeat_the_image_border(tmp_path: Path) -> None:
@@ -307,7 +335,9 @@ def test_canvas_edges_repeat_the_image_border(tmp_path: Path) -> None:
     )
 
 
-def test_cache_is_reused_and_rebuilt_when_files_change(tmp_path: Path, monkeypatch) -> None:
+def test_cache_is_reused_and_rebuilt_when_files_change(
+    tmp_path: Path, monkeypatch
+) -> None:
     write_bad_files(tmp_path / "images")
     first = data.load_pets(tmp_path / "images", 32, tmp_path / "cache")
     built = []
@@ -349,7 +379,9 @@ def test_synthetic_set_looks_like_pets(tmp_path: Path) -> None:
         with Image.open(made.images_dir / name) as image:
             sizes.add(image.size)
     assert len(sizes) > 2  # varied sizes, like the real set
-    again = make_synthetic_pets(tmp_path / "syn", 37 * 3, scale=0.2)  # reused, not rewritten
+    again = make_synthetic_pets(
+        tmp_path / "syn", 37 * 3, scale=0.2
+    )  # reused, not rewritten
     assert again.images_dir == made.images_dir
     with pytest.raises(ValueError, match="already holds a synthetic set"):
         make_synthetic_pets(tmp_path / "syn", 37 * 4, scale=0.2)
@@ -357,7 +389,10 @@ def test_synthetic_set_looks_like_pets(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"count": 10}, "count must be at least 74"), ({"scale": 0}, r"scale must be in \[0.05, 4\]")],
+    [
+        ({"count": 10}, "count must be at least 74"),
+        ({"scale": 0}, r"scale must be in \[0.05, 4\]"),
+    ],
 )
 def test_synthetic_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -365,9 +400,13 @@ def test_synthetic_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> 
 
 
 def test_breeds_differ_in_their_images() -> None:
-    means = np.array([synthetic_image(k, 64, 48, seed=0).mean(axis=(0, 1)) for k in range(37)])
+    means = np.array(
+        [synthetic_image(k, 64, 48, seed=0).mean(axis=(0, 1)) for k in range(37)]
+    )
     distances = np.linalg.norm(means[:, None] - means[None], axis=-1)
-    assert np.sort(distances, axis=1)[:, 1].min() > 1.0  # no two breeds share a colour scheme
+    assert (
+        np.sort(distances, axis=1)[:, 1].min() > 1.0
+    )  # no two breeds share a colour scheme
 
 
 def test_data_and_synthetic_modules_do_not_import_torch() -> None:
@@ -375,4 +414,9 @@ def test_data_and_synthetic_modules_do_not_import_torch() -> None:
         "import sys, lsce_examples.pets.data, lsce_examples.pets.synthetic; "
         "sys.exit('torch' in sys.modules)"
     )
-    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], check=False, timeout=120
+        ).returncode
+        == 0
+    )

@@ -37,8 +37,14 @@ def torchvision_resnet34_layout() -> list[tuple[str, tuple[int, ...]]]:
     ):
         for block in range(blocks):
             p = f"layer{layer}.{block}"
-            keys += [(f"{p}.conv1.weight", (planes, inplanes, 3, 3)), *bn(f"{p}.bn1", planes)]
-            keys += [(f"{p}.conv2.weight", (planes, planes, 3, 3)), *bn(f"{p}.bn2", planes)]
+            keys += [
+                (f"{p}.conv1.weight", (planes, inplanes, 3, 3)),
+                *bn(f"{p}.bn1", planes),
+            ]
+            keys += [
+                (f"{p}.conv2.weight", (planes, planes, 3, 3)),
+                *bn(f"{p}.bn2", planes),
+            ]
             if block == 0 and layer > 1:
                 keys += [(f"{p}.downsample.0.weight", (planes, inplanes, 1, 1))]
                 keys += bn(f"{p}.downsample.1", planes)
@@ -50,12 +56,17 @@ def test_keys_and_shapes_are_torchvisions() -> None:
     state = ResNet34().state_dict()
     layout = torchvision_resnet34_layout()
     assert [(k, tuple(v.shape)) for k, v in state.items()] == layout
-    assert len(state) == 218 and sum(k.endswith("num_batches_tracked") for k in state) == 36
+    assert (
+        len(state) == 218
+        and sum(k.endswith("num_batches_tracked") for k in state) == 36
+    )
 
 
 def test_parameter_counts() -> None:
     model = ResNet34()
-    assert sum(p.numel() for p in model.parameters()) == RESNET34_PARAMETERS == 21_797_672
+    assert (
+        sum(p.numel() for p in model.parameters()) == RESNET34_PARAMETERS == 21_797_672
+    )
     assert sum(p.numel() for p in fastai_head(512, 37).parameters()) == 546_853
 
 
@@ -85,7 +96,11 @@ def test_head_layers_are_fastais() -> None:
         "Linear",
     ]
     assert (head[2].p, head[6].p) == (0.25, 0.5)
-    assert (head[3].in_features, head[3].out_features, head[7].out_features) == (1024, 512, 37)
+    assert (head[3].in_features, head[3].out_features, head[7].out_features) == (
+        1024,
+        512,
+        37,
+    )
     assert all(not m.bias.detach().any() for m in head if isinstance(m, nn.Linear))
 
 
@@ -94,14 +109,20 @@ def test_state_dict_round_trips_with_strict_loading(tmp_path: Path) -> None:
     source = ResNet34()
     with torch.no_grad():
         for buffer in source.buffers():
-            buffer.add_(1)  # running stats differ from a fresh model's, so loading is visible
+            buffer.add_(
+                1
+            )  # running stats differ from a fresh model's, so loading is visible
     torch.save(source.state_dict(), tmp_path / "resnet34.pth")
     target = ResNet34()
     load_imagenet_weights(target, str(tmp_path / "resnet34.pth"))
-    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        source.state_dict().items(), target.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     strict = ResNet34()
-    strict.load_state_dict(torch.load(tmp_path / "resnet34.pth", weights_only=True), strict=True)
+    strict.load_state_dict(
+        torch.load(tmp_path / "resnet34.pth", weights_only=True), strict=True
+    )
 
 
 def test_files_without_num_batches_tracked_load(tmp_path: Path) -> None:
@@ -114,7 +135,9 @@ def test_corrupted_file_is_a_clear_error(tmp_path: Path) -> None:
     torch.save(ResNet34().state_dict(), tmp_path / "good.pth")
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes((tmp_path / "good.pth").read_bytes()[:100_000])
-    with pytest.raises(ValueError, match=r"--weights .*truncated.pth: not a readable .* download"):
+    with pytest.raises(
+        ValueError, match=r"--weights .*truncated.pth: not a readable .* download"
+    ):
         load_imagenet_weights(ResNet34(), str(truncated))
     (tmp_path / "junk.pth").write_bytes(b"<html>404 not found</html>")
     with pytest.raises(ValueError, match="not a readable PyTorch state dict"):
@@ -122,9 +145,13 @@ def test_corrupted_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_wrong_architecture_is_a_clear_error(tmp_path: Path) -> None:
-    resnet18_like = {k: v for k, v in ResNet34().state_dict().items() if "layer3.5" not in k}
+    resnet18_like = {
+        k: v for k, v in ResNet34().state_dict().items() if "layer3.5" not in k
+    }
     torch.save(resnet18_like, tmp_path / "short.pth")
-    with pytest.raises(ValueError, match=r"not a torchvision ResNet34 .*missing: layer3\.5"):
+    with pytest.raises(
+        ValueError, match=r"not a torchvision ResNet34 .*missing: layer3\.5"
+    ):
         load_imagenet_weights(ResNet34(), str(tmp_path / "short.pth"))
     torch.save(PetClassifier(37).state_dict(), tmp_path / "ours.pth")
     with pytest.raises(ValueError, match="unexpected: body.0.weight"):
@@ -159,4 +186,7 @@ def test_freeze_keeps_batchnorm_trainable_and_groups_follow_fastai() -> None:
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert ids[0] | ids[1] | ids[2] == trainable
     # group 0: stem + layer1 + layer2 (fastai's split at body[6])
-    assert id(model.body[5][0].bn1.weight) in ids[0] and id(model.body[6][0].bn1.weight) in ids[1]
+    assert (
+        id(model.body[5][0].bn1.weight) in ids[0]
+        and id(model.body[6][0].bn1.weight) in ids[1]
+    )

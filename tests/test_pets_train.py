@@ -32,7 +32,9 @@ def test_one_cycle_matches_fastai_lesson_one() -> None:
     assert one_cycle(0, 368, 3e-3) == pytest.approx((1.2e-4, 0.95))
     assert one_cycle(110, 368, 3e-3) == pytest.approx((3e-3, 0.85))
     lr, beta1 = one_cycle(55, 368, 3e-3)
-    assert lr == pytest.approx(1.2e-4 + (3e-3 - 1.2e-4) / 2) and beta1 == pytest.approx(0.9)
+    assert lr == pytest.approx(1.2e-4 + (3e-3 - 1.2e-4) / 2) and beta1 == pytest.approx(
+        0.9
+    )
     # one step before the end of phase 2 (fastai steps the schedule after each batch)
     lr, beta1 = one_cycle(367, 368, 3e-3)
     assert 1.2e-8 < lr < 2e-7 and beta1 == pytest.approx(0.95, abs=1e-5)
@@ -52,7 +54,10 @@ def test_one_cycle_is_close_to_torchs_one_cycle_lr() -> None:
     for step in range(368):
         lr, beta1 = one_cycle(step, 368, 3e-3)
         group = optimizer.param_groups[0]
-        assert abs(lr - group["lr"]) < 0.01 * 3e-3 and abs(beta1 - group["betas"][0]) < 1e-3
+        assert (
+            abs(lr - group["lr"]) < 0.01 * 3e-3
+            and abs(beta1 - group["betas"][0]) < 1e-3
+        )
         optimizer.step()
         if step < 367:
             schedule.step()
@@ -70,7 +75,9 @@ def test_ranks_slice_the_same_global_batches() -> None:
 def run_pets(tmp_path: Path, root: Path, *args: str) -> tuple[int, str]:
     """Run ``lsce pets`` in-process; return (exit code, console text on one line)."""
     out = tmp_path / "out"
-    code = command.main([*args, "--root", str(root), "--out", str(out), "--device", "cpu"])
+    code = command.main(
+        [*args, "--root", str(root), "--out", str(out), "--device", "cpu"]
+    )
     return code, str(out)
 
 
@@ -115,7 +122,10 @@ def test_end_to_end_on_a_tiny_synthetic_set(tmp_path: Path, root: Path, capsys) 
     assert Path(out, "checkpoint.pt").is_file()
     checkpoint = torch.load(Path(out, "checkpoint.pt"), weights_only=True)
     assert checkpoint["epoch"] == 1 and "head.7.weight" in checkpoint["model"]
-    assert {Path(p).name for p in metrics["figures"]} == {"reliability.png", "history.png"}
+    assert {Path(p).name for p in metrics["figures"]} == {
+        "reliability.png",
+        "history.png",
+    }
 
 
 @pytest.mark.slow
@@ -142,7 +152,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, root: Path, capsys) 
     assert code == 0
     assert json.loads(Path(again, "metrics.json").read_text())["nll"] == a["nll"]
     # a checkpoint from other settings is refused, naming them
-    code, _ = run_pets(tmp_path / "interrupted", root, *two, "--resume", "--epsilon", "0.2")
+    code, _ = run_pets(
+        tmp_path / "interrupted", root, *two, "--resume", "--epsilon", "0.2"
+    )
     assert code == 2
     assert "other settings: epsilon=0.1 (now 0.2)" in one_line(capsys)
 
@@ -150,11 +162,32 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, root: Path, capsys) 
 @pytest.mark.slow
 def test_ddp_with_gloo_matches_a_single_process(tmp_path: Path) -> None:
     # A fresh root: rank 0 generates and decodes while rank 1 waits at the barrier.
-    settings = [*tiny(32), "--root", str(tmp_path / "root"), "--device", "cpu", "--seed", "1"]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    settings = [
+        *tiny(32),
+        "--root",
+        str(tmp_path / "root"),
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+    ]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [*launch, "-m", "lsce_examples.pets", *settings, "--out", str(tmp_path / "ddp")],
+        [
+            *launch,
+            "-m",
+            "lsce_examples.pets",
+            *settings,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -166,7 +199,10 @@ def test_ddp_with_gloo_matches_a_single_process(tmp_path: Path) -> None:
     single = json.loads((tmp_path / "single" / "metrics.json").read_text())
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert (ddp["world_size"], single["world_size"]) == (2, 1)
-    assert ddp["data"] == single["data"] and ddp["steps_per_epoch"] == single["steps_per_epoch"]
+    assert (
+        ddp["data"] == single["data"]
+        and ddp["steps_per_epoch"] == single["steps_per_epoch"]
+    )
     # Same global batches and gradients averaged over them; only the BatchNorm statistics
     # (over 8 rows per process instead of 16) and the dropout masks differ.
     a, b = single["history"][0], ddp["history"][0]
@@ -177,7 +213,10 @@ def test_ddp_with_gloo_matches_a_single_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "4096"], "--batch-size 4096 is larger than the at most 119 training"),
+        (
+            ["--batch-size", "4096"],
+            "--batch-size 4096 is larger than the at most 119 training",
+        ),
         (["--epochs", "0"], "--epochs must be >= 1; got 0"),
         (["--weights", "missing.pth"], "--weights missing.pth: no such file"),
         (["--loss", "lsce", "--epsilon", "1.5"], "epsilon must be in [0, 1]"),
@@ -196,7 +235,9 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "--data: " in one_line(capsys)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message without a GPU"
+)
 def test_cuda_without_a_gpu_is_a_clear_error(capsys) -> None:
     assert command.main(["--synthetic", "--device", "cuda"]) == 2
     assert "--device cuda: no CUDA GPU" in one_line(capsys)
@@ -205,7 +246,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys) -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_bf16_channels_last_run(tmp_path: Path, root: Path) -> None:
-    code = command.main([*tiny(), "--root", str(root), "--out", str(tmp_path), "--device", "cuda"])
+    code = command.main(
+        [*tiny(), "--root", str(root), "--out", str(tmp_path), "--device", "cuda"]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["device"] != "cpu" and metrics["max_memory_gib"] > 0

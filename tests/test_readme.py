@@ -27,7 +27,9 @@ def test_quick_start_is_two_make_targets() -> None:
     assert commands == ["run", "test"]
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     for target in ("run", "test", "docs", "serve"):
-        assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no {target} target"
+        assert re.search(rf"^{target}:", makefile, re.M), (
+            f"Makefile has no {target} target"
+        )
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -37,7 +39,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_lesson_table_is_the_course_manifest() -> None:
     rows = re.findall(r"^\| (\d\d) \| (.+?) \| `lsce run (\d+)` \|$", README, re.M)
     expected = [(l.label, l.summary, str(l.number)) for l in load_lessons(ROOT)]
-    assert rows == expected, "the README's lesson table must be lessons/course.toml's rows"
+    assert rows == expected, (
+        "the README's lesson table must be lessons/course.toml's rows"
+    )
 
 
 def test_the_layout_tree_names_what_is_there() -> None:
@@ -48,10 +52,16 @@ def test_the_layout_tree_names_what_is_there() -> None:
     for line in tree.group(1).splitlines():
         path = line.split()[0]
         folder = (parent if line.startswith(" ") else ROOT) / path
-        assert folder.is_dir(), f"the README's layout names {path}, which is not a folder"
+        assert folder.is_dir(), (
+            f"the README's layout names {path}, which is not a folder"
+        )
         if not line.startswith(" "):
             parent = folder
-    tops = [line.split()[0] for line in tree.group(1).splitlines() if not line.startswith(" ")]
+    tops = [
+        line.split()[0]
+        for line in tree.group(1).splitlines()
+        if not line.startswith(" ")
+    ]
     for room in ("lsce_scratch/", "lsce_course/", "lsce_examples/"):
         assert room in tops, f"the layout must show {room}"
 
@@ -71,6 +81,12 @@ def test_home_page_lists_the_lessons_in_course_order() -> None:
 
 def test_no_page_cites_notes_that_are_not_in_the_repository() -> None:
     missing = "DESIGN" + ".md"
-    for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted(ROOT.glob("docs/*.md"))]:
+    for path in [
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        *sorted(ROOT.glob("docs/*.md")),
+    ]:
         text = path.read_text(encoding="utf-8")
-        assert missing not in text and "DESIGN notes" not in text, f"{path.name} cites {missing}"
+        assert missing not in text and "DESIGN notes" not in text, (
+            f"{path.name} cites {missing}"
+        )

@@ -23,7 +23,9 @@ def test_spread_all_gives_eps_over_k_to_every_class(k: int, eps: float) -> None:
 
 @pytest.mark.parametrize("k", [2, 3, 10, 1000])
 @pytest.mark.parametrize("eps", [0.0, 0.05, 0.1, 0.5, 1.0])
-def test_spread_others_gives_eps_over_k_minus_1_to_the_wrong_classes(k: int, eps: float) -> None:
+def test_spread_others_gives_eps_over_k_minus_1_to_the_wrong_classes(
+    k: int, eps: float
+) -> None:
     target = np.array([0, k - 1, k // 2, 1])
     q = smooth_labels(target, k, eps, spread="others")
     onehot = np.eye(k)[target]
@@ -34,7 +36,9 @@ def test_spread_others_gives_eps_over_k_minus_1_to_the_wrong_classes(k: int, eps
 
 @pytest.mark.parametrize("k", [2, 5, 37])
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 1.0])
-def test_others_with_eps_equals_all_with_eps_k_over_k_minus_1(k: int, fraction: float) -> None:
+def test_others_with_eps_equals_all_with_eps_k_over_k_minus_1(
+    k: int, fraction: float
+) -> None:
     eps = fraction * (k - 1) / k  # so that εK/(K−1) ≤ 1
     target = np.arange(k)
     np.testing.assert_allclose(
@@ -55,7 +59,9 @@ def test_the_two_spreads_differ() -> None:
 def test_epsilon_zero_is_one_hot_and_one_is_uniform() -> None:
     target = np.array([3, 0, 1])
     np.testing.assert_array_equal(smooth_labels(target, 4, 0.0), np.eye(4)[target])
-    np.testing.assert_array_equal(smooth_labels(target, 4, 0.0, spread="others"), np.eye(4)[target])
+    np.testing.assert_array_equal(
+        smooth_labels(target, 4, 0.0, spread="others"), np.eye(4)[target]
+    )
     np.testing.assert_allclose(smooth_labels(target, 4, 1.0), 0.25, rtol=1e-15)
     # 'others' at ε = 1 moves everything off the true class
     q = smooth_labels(target, 4, 1.0, spread="others")
@@ -64,7 +70,14 @@ def test_epsilon_zero_is_one_hot_and_one_is_uniform() -> None:
 
 @pytest.mark.parametrize(
     "target",
-    [2, np.int64(2), np.array(2), np.array([2, 0]), np.array([[2, 0, 1], [1, 1, 0]]), [1, 2]],
+    [
+        2,
+        np.int64(2),
+        np.array(2),
+        np.array([2, 0]),
+        np.array([[2, 0, 1], [1, 1, 0]]),
+        [1, 2],
+    ],
     ids=["int", "np.int64", "0d", "N", "NxT", "list"],
 )
 def test_shape_is_target_shape_plus_k(target: object) -> None:
@@ -136,7 +149,9 @@ def test_num_classes_not_an_integer(k: object) -> None:
         smooth_labels(np.array([0]), k, 0.1)
 
 
-@pytest.mark.parametrize("target", [np.array([0.0, 1.0]), np.array([True]), [0.5]], ids=str)
+@pytest.mark.parametrize(
+    "target", [np.array([0.0, 1.0]), np.array([True]), [0.5]], ids=str
+)
 def test_non_integer_target(target: object) -> None:
     with pytest.raises(TypeError, match=r"^target must hold integer class indices"):
         smooth_labels(target, 3, 0.1)
@@ -145,7 +160,9 @@ def test_non_integer_target(target: object) -> None:
 @pytest.mark.parametrize("bad", [3, -1, -100, 99])
 def test_target_out_of_range(bad: int) -> None:
     """smooth_labels has no ignore_index: even -100 is out of range, and the message says so."""
-    with pytest.raises(ValueError, match=rf"^target holds class index {bad} outside \[0, 2\]") as e:
+    with pytest.raises(
+        ValueError, match=rf"^target holds class index {bad} outside \[0, 2\]"
+    ) as e:
         smooth_labels(np.array([0, bad]), 3, 0.1)
     assert "every index must lie in that range" in str(e.value)
     assert "ignore_index" not in str(e.value)

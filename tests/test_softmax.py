@@ -63,7 +63,9 @@ def test_extreme_logits_are_finite_and_match_torch(
     x[2, 3] = magnitude  # one dominant class
     x = x.astype(dtype)
     got = OURS[name](x)
-    assert np.all(np.isfinite(got)), f"{name} overflowed or underflowed at ±{magnitude:g}"
+    assert np.all(np.isfinite(got)), (
+        f"{name} overflowed or underflowed at ±{magnitude:g}"
+    )
     # Compare with torch in float64 on the very same (rounded) values.
     rtol = 1e-13 if dtype == np.float64 else 1e-6
     assert_close(got, torch_ref(name, x.astype(np.float64)), rtol=rtol, what=name)
@@ -71,7 +73,9 @@ def test_extreme_logits_are_finite_and_match_torch(
 
 def test_logsumexp_of_equal_huge_values_is_m_plus_log_k() -> None:
     for m in (1e3, -1e3, 1e4, -1e4, 700.0, 800.0):
-        np.testing.assert_allclose(logsumexp(np.full(5, m)), m + np.log(5.0), rtol=1e-15)
+        np.testing.assert_allclose(
+            logsumexp(np.full(5, m)), m + np.log(5.0), rtol=1e-15
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,7 +121,9 @@ def test_dtypes(name: str, dtype: type, compute: type, rtol: float) -> None:
     got = OURS[name](x)
     assert got.dtype == compute
     # accurate to the compute precision for the (already rounded) input values
-    assert_close(got, torch_ref(name, x.astype(np.float64)), rtol=rtol, what=f"{name} {dtype}")
+    assert_close(
+        got, torch_ref(name, x.astype(np.float64)), rtol=rtol, what=f"{name} {dtype}"
+    )
 
 
 def test_float16_input_that_would_overflow_in_float16() -> None:

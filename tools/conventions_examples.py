@@ -1,8 +1,8 @@
 """The worked examples of the docs' Conventions page, checked against PyTorch.
 
 The page shows these sections through snippets, so every number on it is computed and
-asserted here; the test suite runs this file (tests/test_docs_site.py). Run it alone with
-``python tools/conventions_examples.py``.
+asserted here; the test suite runs this file (tests/test_docs_site.py). Run it alone
+with ``python tools/conventions_examples.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def class_axis_last_torch() -> None:
     logits = torch.randn(4, 7, 5, dtype=torch.float64)  # (N, T, K)
     target = torch.randint(0, 5, (4, 7))  # (N, T)
     ours = LabelSmoothingCrossEntropy(epsilon=0.1)(logits, target)  # (1)!
-    builtin = F.cross_entropy(torch.movedim(logits, -1, 1), target, label_smoothing=0.1)  # (2)!
+    builtin = F.cross_entropy(
+        torch.movedim(logits, -1, 1), target, label_smoothing=0.1
+    )  # (2)!
     assert torch.allclose(ours, builtin, rtol=1e-12, atol=0)
     # --8<-- [end:class_axis_torch]
 
@@ -65,7 +67,9 @@ def weighted_optimum() -> None:
     assert np.round(p_star[1], 2) == 0.84  # 84 % on the wrong class
     # the gradient vanishes at log p*, in our loss and in PyTorch's
     z = torch.tensor(np.log(p_star)[None], requires_grad=True)
-    F.cross_entropy(z, torch.tensor([0]), weight=torch.tensor(w), label_smoothing=eps).backward()
+    F.cross_entropy(
+        z, torch.tensor([0]), weight=torch.tensor(w), label_smoothing=eps
+    ).backward()
     _, cache = lsce_forward(np.log(p_star)[None], np.array([0]), eps, weight=w)
     assert np.abs(z.grad.numpy()).max() < 1e-12
     assert np.abs(lsce_backward(1.0, cache)).max() < 1e-12
@@ -76,7 +80,8 @@ def weighted_optimum() -> None:
 
 
 def mean_denominators() -> None:
-    """'mean' divides by Σ w_{y_i} over counted rows for index targets, by N for soft ones."""
+    """'mean' divides by Σ w_{y_i} over counted rows for index targets,
+    by N for soft ones."""
     rng = np.random.default_rng(1)
     # --8<-- [start:mean_denominators]
     logits = rng.normal(size=(4, 3))
@@ -109,9 +114,12 @@ def all_ignored() -> None:
 
 
 def masked_classes() -> None:
-    """−inf logits (masked classes) give PyTorch's numbers; smoothing makes the loss inf."""
+    """−inf logits (masked classes) give PyTorch's numbers;
+    smoothing makes the loss inf."""
     # --8<-- [start:masked_classes]
-    logits = torch.tensor([[2.0, 0.5, -torch.inf, 1.0]], requires_grad=True)  # class 2 masked
+    logits = torch.tensor(
+        [[2.0, 0.5, -torch.inf, 1.0]], requires_grad=True
+    )  # class 2 masked
     target = torch.tensor([0])
     plain = LabelSmoothingCrossEntropy(epsilon=0.0)(logits, target)
     assert torch.isfinite(plain)  # ε = 0: the masked class plays no part
@@ -126,7 +134,8 @@ def masked_classes() -> None:
 
 
 def masking_with_smoothing() -> None:
-    """Smoothing over the allowed classes only: a very negative logit and soft targets."""
+    """Smoothing over the allowed classes only:
+    a very negative logit and soft targets."""
     rng = np.random.default_rng(2)
     # --8<-- [start:masking_with_smoothing]
     K, eps = 6, 0.1
@@ -153,7 +162,9 @@ def deliberate_differences() -> None:
     # --8<-- [start:deliberate_differences]
     g = torch.Generator().manual_seed(3)
     z, y = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2])
-    probabilities = torch.softmax(torch.randn(3, 4, generator=g, dtype=torch.float64), -1)
+    probabilities = torch.softmax(
+        torch.randn(3, 4, generator=g, dtype=torch.float64), -1
+    )
     w = torch.ones(4, dtype=torch.float64)
     # ε < 0 and NaN: PyTorch smooths nothing, as at ε = 0
     for eps in (-0.1, float("nan")):
@@ -164,7 +175,9 @@ def deliberate_differences() -> None:
     # a negative class weight gives a number, a NaN or infinite one NaN
     assert torch.isfinite(F.cross_entropy(z, y, weight=w - 2))
     for bad in (torch.nan, torch.inf):
-        assert torch.isnan(F.cross_entropy(z, y, weight=w.index_fill(0, torch.tensor(1), bad)))
+        assert torch.isnan(
+            F.cross_entropy(z, y, weight=w.index_fill(0, torch.tensor(1), bad))
+        )
     # NaN or +inf in a row that counts: a NaN loss
     for bad in (torch.nan, torch.inf):
         logits = z.clone()

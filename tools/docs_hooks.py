@@ -23,6 +23,7 @@ exercise is shown on no page: the docs cannot silently miss an exercise or a num
 from __future__ import annotations
 
 import ast
+import json
 import posixpath
 import re
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
@@ -40,12 +42,81 @@ from lsce_course.course import Lesson, load_lessons
 from lsce_course.exercises import Exercise, load_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_figures import MissingRunOutput, quick, run_output, with_run_values  # noqa: E402
+from gen_figures import (  # noqa: E402
+    MissingRunOutput,
+    quick,
+    run_output,
+    with_run_values,
+)
 from notebooks import notebook_name  # noqa: E402
 
 MARKER = re.compile(r"^<!--\s*lsce:(?P<kind>[\w-]+)(?:\s+(?P<arg>[^\s>]+))?\s*-->\s*$")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 SECTION = "# --8<-- [start:{name}]"
+
+
+# What the hook writes into a page, per language (a page's language: docs/X.zh.md is zh).
+SITE_TEXT = {
+    "en": {
+        "exercise": "Exercise",
+        "implement": "Implement `{function}` in `lessons/exercises/{file}`. It has the same "
+        "contract as the library's `{reference}`, and its tests are in `{tests}` "
+        "(marker `{marker}`).",
+        "requires": "Its tests also call your answer to exercise {needed}.",
+        "check": "run its tests against your file",
+        "hint": "the first hint; --level 2 for the next",
+        "hint_title": "Hint {level}",
+        "solution": "A solution",
+        "library": "The library's version",
+        "notebook": "*This lesson as a Jupyter notebook: [{name}]({url}){{: download }}, this "
+        "page's text between the script's code cells.*",
+        "quick_title": "Quick build",
+        "quick": "This copy of the site was built with `LSCE_QUICK=1`: its figures and the "
+        "numbers taken from runs come from the lessons' quick runs (less data, fewer steps), "
+        "so they can differ from what the text describes. `make docs` builds the site from "
+        "full runs.",
+    },
+    "zh": {
+        "exercise": "练习",
+        "implement": "在 `lessons/exercises/{file}` 里实现 `{function}`。它和库里的 "
+        "`{reference}` 约定相同，测试在 `{tests}` 中（标记 `{marker}`）。",
+        "requires": "它的测试还会调用你在练习 {needed} 里写的函数。",
+        "check": "用测试检查你的文件",
+        "hint": "第一条提示；--level 2 看下一条",
+        "hint_title": "提示 {level}",
+        "solution": "参考答案",
+        "library": "库里的版本",
+        "notebook": "*本课的 Jupyter 笔记本：[{name}]({url}){{: download }}，即本页的文字穿插在"
+        "脚本的代码单元之间。*",
+        "quick_title": "快速构建",
+        "quick": "这份网站是用 `LSCE_QUICK=1` 构建的：图和取自运行结果的数字都来自各课的快速模式"
+        "（数据更少、步数更少），可能与正文的描述不一致。`make docs` 用完整运行构建网站。",
+    },
+}
+
+
+# A line break between two Chinese characters renders as a space in the browser: a zh
+# page's hard-wrapped prose is joined up (outside code blocks) before it is rendered.
+CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
+CJK_BREAK = re.compile(rf"(?<=[{CJK}])\n[ \t]*(?=[{CJK}])")
+
+
+def join_cjk_lines(markdown: str) -> str:
+    """Join the lines of Chinese prose that a line break between two Chinese characters
+    splits; code fences are left as they are."""
+    parts = re.split(
+        r"(^[ \t]*(?:`{3,}|~{3,})[^\n]*\n.*?^[ \t]*(?:`{3,}|~{3,})[ \t]*$)",
+        markdown,
+        flags=re.S | re.M,
+    )
+    return "".join(
+        part if i % 2 else CJK_BREAK.sub("", part) for i, part in enumerate(parts)
+    )
+
+
+def page_language(page: Page) -> str:
+    """'zh' for a translated page (docs/X.zh.md), else 'en'."""
+    return "zh" if page.file.src_uri.endswith(".zh.md") else "en"
 
 
 @dataclass
@@ -121,49 +192,71 @@ def learner_solution(exercise: Exercise, root: Path) -> str:
     node: ast.stmt | None = None
     for name in exercise.function.split("."):
         node = next(
-            (n for n in nodes if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == name),
+            (
+                n
+                for n in nodes
+                if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == name
+            ),
             None,
         )
         if node is None:
-            raise PluginError(f"{path.relative_to(root)} defines no {exercise.function}")
+            raise PluginError(
+                f"{path.relative_to(root)} defines no {exercise.function}"
+            )
         nodes = node.body if isinstance(node, ast.ClassDef) else []
     assert node is not None
     segment = ast.get_source_segment(source, node, padded=True) or ""
-    first = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
+    first = (
+        node.decorator_list[0].lineno
+        if getattr(node, "decorator_list", None)
+        else node.lineno
+    )
     decorators = source.splitlines()[first - 1 : node.lineno - 1]
     return textwrap.dedent("\n".join([*decorators, segment]))
 
 
-def exercise_box(exercise: Exercise, root: Path, link: Callable[[str], str]) -> str:
+def exercise_box(
+    exercise: Exercise, root: Path, link: Callable[[str], str], lang: str = "en"
+) -> str:
     """The Markdown of one exercise box; ``link(id)`` is the URL of another exercise's box."""
-    title = escape_markdown(exercise.title).replace('"', "&quot;")
+    text = SITE_TEXT[lang]
+    zh = lang == "zh"
+    title = escape_markdown(exercise.title_zh if zh else exercise.title).replace(
+        '"', "&quot;"
+    )
+    implement = text["implement"].format(
+        function=exercise.function,
+        file=exercise.file,
+        reference=exercise.reference.replace(":", "."),
+        tests=exercise.tests,
+        marker=exercise.marker,
+    )
     lines = [
         f'<div class="lsce-exercise" id="{anchor(exercise)}" markdown>',
         "",
-        f'!!! question "Exercise {exercise.id} · {title}"',
+        f'!!! question "{text["exercise"]} {exercise.id} · {title}"',
         "",
-        f"    Implement `{exercise.function}` in `lessons/exercises/{exercise.file}`. "
-        f"It has the same contract as the library's `{exercise.reference.replace(':', '.')}`, "
-        f"and its tests are in `{exercise.tests}` (marker `{exercise.marker}`).",
+        f"    {implement}",
     ]
     if exercise.requires:
         needed = ", ".join(f"[{r}]({link(r)})" for r in exercise.requires)
-        lines += ["", f"    Its tests also call your answer to exercise {needed}."]
+        lines += ["", "    " + text["requires"].format(needed=needed)]
     lines += [
         "",
         "    ```bash",
-        f"    lsce check {exercise.id}            # run its tests against your file",
-        f"    lsce hint {exercise.id}             # the first hint; --level 2 for the next",
+        f"    lsce check {exercise.id}            # {text['check']}",
+        f"    lsce hint {exercise.id}             # {text['hint']}",
         "    ```",
     ]
-    for level, hint in enumerate(exercise.hints, start=1):
+    for level, hint in enumerate(exercise.hints_zh if zh else exercise.hints, start=1):
         # a multi-line hint stays inside its block: indent every line
         body = escape_markdown(hint).replace("\n", "\n        ")
-        lines += ["", f'    ??? tip "Hint {level}"', "", f"        {body}"]
+        hint_title = text["hint_title"].format(level=level)
+        lines += ["", f'    ??? tip "{hint_title}"', "", f"        {body}"]
     solution = learner_solution(exercise, root)
     lines += [
         "",
-        '    ??? success "A solution"',
+        f'    ??? success "{text["solution"]}"',
         "",
         f'        ```python title="lessons/solutions/{exercise.file}"',
         textwrap.indent(solution, " " * 8),
@@ -172,9 +265,10 @@ def exercise_box(exercise: Exercise, root: Path, link: Callable[[str], str]) -> 
     section = reference_section(exercise, root)
     if section is not None:
         path, name = section
-        lines += ["", '    ??? note "The library\'s version"', ""]
-        if exercise.library_note:
-            lines += [f"        {escape_markdown(exercise.library_note)}", ""]
+        lines += ["", f'    ??? note "{text["library"]}"', ""]
+        note = exercise.library_note_zh if zh else exercise.library_note
+        if note:
+            lines += [f"        {escape_markdown(note)}", ""]
         lines += [
             f'        ```python title="{path}"',
             f'        --8<-- "{path}:{name}"',
@@ -187,7 +281,9 @@ def exercise_box(exercise: Exercise, root: Path, link: Callable[[str], str]) -> 
 def lesson_page(lesson: int, files: Files) -> str | None:
     """The docs path of lesson N's page (docs/lessons/NN-slug.md), if it exists."""
     prefix = f"lessons/{lesson:02d}-"
-    pages = sorted(f.src_uri for f in files.documentation_pages() if f.src_uri.startswith(prefix))
+    pages = sorted(
+        f.src_uri for f in files.documentation_pages() if f.src_uri.startswith(prefix)
+    )
     return pages[0] if pages else None
 
 
@@ -204,7 +300,10 @@ def box_link(exercise: Exercise, page: Page, files: Files) -> str | None:
 
 def exercise_table(manifest: list[Exercise], page: Page, files: Files) -> str:
     """A table of every exercise, linked to its box on its lesson's page."""
-    rows = ["| id | exercise | lesson | your file | implement |", "|---|---|---|---|---|"]
+    rows = [
+        "| id | exercise | lesson | your file | implement |",
+        "|---|---|---|---|---|",
+    ]
     for exercise in manifest:
         title = escape_markdown(exercise.title)
         link = box_link(exercise, page, files)
@@ -233,7 +332,11 @@ def expand_markers(
         opened = FENCE.match(line)
         if fence is not None:
             # a fence closes with the same character, at least as many times
-            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+            if (
+                opened
+                and opened.group(1)[0] == fence[0]
+                and len(opened.group(1)) >= len(fence)
+            ):
                 fence = None
             out.append(line)
             continue
@@ -249,9 +352,11 @@ def expand_markers(
         where = page.file.src_uri
         if kind == "exercise":
             if arg not in by_id:
-                raise PluginError(f"{where}: <!-- lsce:exercise {arg} --> names no exercise")
+                raise PluginError(
+                    f"{where}: <!-- lsce:exercise {arg} --> names no exercise"
+                )
             shown.add(arg)
-            out.append(exercise_box(by_id[arg], root, link))
+            out.append(exercise_box(by_id[arg], root, link, page_language(page)))
         elif kind == "exercise-list":
             out.append(exercise_table(manifest, page, files))
         elif kind == "run-output":
@@ -268,30 +373,31 @@ def expand_markers(
 
 
 def lesson_of(page: Page) -> Lesson | None:
-    return next((l for l in _build.lessons if l.page == page.file.src_uri), None)
-
-
-QUICK_BANNER = """
-!!! warning "Quick build"
-
-    This copy of the site was built with `LSCE_QUICK=1`: its figures and the numbers taken
-    from runs come from the lessons' quick runs (less data, fewer steps), so they can differ
-    from what the text describes. `make docs` builds the site from full runs.
-"""
+    """The lesson whose page (in either language) this is."""
+    english = page.file.src_uri.replace(".zh.md", ".md")
+    return next((l for l in _build.lessons if l.page == english), None)
 
 
 def lesson_header(lesson: Lesson, page: Page) -> str:
     """What follows a lesson page's title: the notebook link, and the quick-build banner."""
-    here = posixpath.dirname(page.file.src_uri)
-    notebook = posixpath.relpath(f"notebooks/{notebook_name(lesson)}", here)
-    text = (
-        f"\n*This lesson as a Jupyter notebook: [{notebook_name(lesson)}]({notebook})"
-        "{: download }, this page's text between the script's code cells.*\n"
-    )
-    return text + (QUICK_BANNER if quick() else "")
+    lang = page_language(page)
+    text = SITE_TEXT[lang]
+    name = notebook_name(lesson, lang)
+    url = posixpath.relpath(f"notebooks/{name}", posixpath.dirname(page.file.src_uri))
+    header = "\n" + text["notebook"].format(name=name, url=url) + "\n"
+    if quick():
+        body = textwrap.fill(
+            text["quick"], 88, initial_indent="    ", subsequent_indent="    "
+        )
+        header += f'\n!!! warning "{text["quick_title"]}"\n\n{body}\n'
+    return header
 
 
-def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+def on_page_markdown(
+    markdown: str, page: Page, config: MkDocsConfig, files: Files
+) -> str:
+    if page_language(page) == "zh":
+        markdown = join_cjk_lines(markdown)
     text, shown = expand_markers(markdown, page, files, _build.root, _build.manifest)
     _build.shown |= shown
     try:
@@ -324,6 +430,51 @@ def check_all_shown(manifest: list[Exercise], shown: set[str]) -> None:
         )
 
 
+# TeX in the search index: arithmatex leaves \(…\) and \[…\] in the page text, which the
+# search results would show raw; the index gets a plain reading of the math instead.
+MATH = re.compile(r"\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+TEX_WORDS = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "Delta": "Δ", "epsilon": "ε",
+    "varepsilon": "ε", "eta": "η", "theta": "θ", "lambda": "λ", "mu": "μ", "pi": "π",
+    "sigma": "σ", "Sigma": "Σ", "tau": "τ", "phi": "φ", "ell": "ℓ", "nabla": "∇",
+    "partial": "∂", "infty": "∞", "sum": "Σ", "prod": "Π", "cdot": "·", "times": "×",
+    "ne": "≠", "neq": "≠", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥", "approx": "≈",
+    "to": "→", "in": "∈", "odot": "⊙", "star": "⋆", "pm": "±", "mid": "|", "|": "‖",
+    "_": "_", "frac": "", "left": "", "right": "", "big": "", "Big": "", "quad": " ",
+    "qquad": " ", "displaystyle": "", "tfrac": "", "dfrac": "",
+}  # fmt: skip
+
+
+def plain_math(tex: str) -> str:
+    """A readable plain-text version of a TeX fragment, for the search index."""
+    text = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", tex)
+    text = re.sub(
+        r"\\(?:operatorname|mathrm|text|mathbf|mathcal|boldsymbol)\{([^{}]*)\}",
+        r"\1",
+        text,
+    )
+    text = re.sub(
+        r"\\([A-Za-z]+|\||_)", lambda m: TEX_WORDS.get(m.group(1), m.group(1)), text
+    )
+    text = re.sub(r"\\[,;:! ]|[{}]|\\(?=\W)", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def clean_search_indexes(site_dir: Path) -> None:
+    """Replace the TeX in every search index of the site (one per language) by plain text."""
+    for path in site_dir.rglob("search/search_index.json"):
+        index = json.loads(path.read_text(encoding="utf-8"))
+        for doc in index.get("docs", []):
+            for key in ("title", "text"):
+                doc[key] = MATH.sub(
+                    lambda m: plain_math(m.group(1) or m.group(2)), doc[key]
+                )
+        path.write_text(json.dumps(index, ensure_ascii=False), encoding="utf-8")
+
+
+# after mkdocs-static-i18n (priority −100), which writes the final, both-language index
+@event_priority(-200)
 def on_post_build(config: MkDocsConfig) -> None:
+    clean_search_indexes(Path(config.site_dir))
     if not _build.dirty:
         check_all_shown(_build.manifest, _build.shown)

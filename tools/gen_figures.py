@@ -88,7 +88,9 @@ def cache_dir(script: Path, root: Path, quick_flag: bool) -> Path:
 
 
 # [[run:08_table.json:methods.CE.ece:.3f]]: a value a lesson's run saved (see run_value)
-RUN_VALUE = re.compile(r"\[\[run:(?P<file>[\w.-]+):(?P<key>[\w.-]+)(?::(?P<spec>[^\]]*))?\]\]")
+RUN_VALUE = re.compile(
+    r"\[\[run:(?P<file>[\w.-]+):(?P<key>[\w.-]+)(?::(?P<spec>[^\]]*))?\]\]"
+)
 
 
 class MissingRunOutput(LookupError):
@@ -97,7 +99,9 @@ class MissingRunOutput(LookupError):
 
 def run_output(name: str, root: Path = ROOT) -> Path:
     """A file a lesson's docs run saved beside its figures ('08_table.json' → lesson 8)."""
-    lesson = next((l for l in load_lessons(root) if name.startswith(f"{l.label}_")), None)
+    lesson = next(
+        (l for l in load_lessons(root) if name.startswith(f"{l.label}_")), None
+    )
     if lesson is None:
         raise MissingRunOutput(f"{name!r} does not start with a lesson number (NN_)")
     path = cache_dir(root / lesson.script, root, quick()) / name
@@ -109,7 +113,9 @@ def run_output(name: str, root: Path = ROOT) -> Path:
 def run_value(match: re.Match[str], root: Path = ROOT) -> str:
     """The text of one ``[[run:FILE:key.path:spec]]``: list indexes are numbers, and the
     spec is a Python format spec."""
-    value: object = json.loads(run_output(match["file"], root).read_text(encoding="utf-8"))
+    value: object = json.loads(
+        run_output(match["file"], root).read_text(encoding="utf-8")
+    )
     for key in match["key"].split("."):
         try:
             value = value[int(key)] if isinstance(value, list) else value[key]  # type: ignore[index]
@@ -130,7 +136,9 @@ def _remove_abandoned(parent: Path, stem: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def run_lesson(script: Path, root: Path = ROOT, quick_flag: bool | None = None) -> Result:
+def run_lesson(
+    script: Path, root: Path = ROOT, quick_flag: bool | None = None
+) -> Result:
     """Run one lesson into its cache folder unless the cache is current; return its PNGs."""
     quick_flag = quick() if quick_flag is None else quick_flag
     folder = cache_dir(script, root, quick_flag)
@@ -144,7 +152,9 @@ def run_lesson(script: Path, root: Path = ROOT, quick_flag: bool | None = None) 
     # Run into a fresh folder and swap it in only on success: a failed or interrupted run
     # leaves no stamp, so the next build runs the lesson again.
     work = Path(tempfile.mkdtemp(prefix=f".{script.stem}-", dir=folder.parent))
-    env = dict(os.environ, LSCE_FIGURE_DIR=str(work), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ, LSCE_FIGURE_DIR=str(work), MPLBACKEND="Agg", PYTHONUNBUFFERED="1"
+    )
     if quick_flag:
         env["LSCE_QUICK"] = "1"
     else:

@@ -30,6 +30,7 @@ from lsce_course.course import Lesson, load_lessons
 from lsce_course.exercises import Exercise
 
 ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = ("en", "zh")  # the site's editions (mkdocs.yml's i18n languages)
 CELL = re.compile(r"^# %%(?!\s*\[markdown\])")
 SECTION_MARK = re.compile(r"^\s*# --8<-- \[(start|end):([\w-]+)\]\s*$")
 INCLUDE = re.compile(r'^\s*--8<-- "(?P<path>[^":]+)(?::(?P<name>[\w-]+))?"\s*$')
@@ -143,13 +144,15 @@ class RunOutputs:
     fragment: Callable[[str], str]
 
 
-def lesson_notebook(lesson: Lesson, root: Path = ROOT, runs: RunOutputs | None = None) -> dict:
-    """The notebook (nbformat 4) of one lesson; without ``runs`` the run values stay as
-    their ``[[run:…]]`` markers."""
+def lesson_notebook(
+    lesson: Lesson, root: Path = ROOT, runs: RunOutputs | None = None, lang: str = "en"
+) -> dict:
+    """The notebook (nbformat 4) of one lesson, from its page in ``lang``; without ``runs``
+    the run values stay as their ``[[run:…]]`` markers."""
     script_path = root / lesson.script
     script = script_path.read_text(encoding="utf-8")
     cells, owner = script_cells(script)
-    page = (root / "docs" / lesson.page).read_text(encoding="utf-8")
+    page = page_path(lesson, lang, root).read_text(encoding="utf-8")
     notebook: list[dict] = []
     markdown: list[str] = []
     emitted = 0
@@ -192,7 +195,9 @@ def lesson_notebook(lesson: Lesson, root: Path = ROOT, runs: RunOutputs | None =
                 else:
                     shown = [_included(root, m) for m in includes if m]
                     indent = fence.group("indent")
-                    markdown.append(f"{indent}{fence.group('fence')}{fence.group('info')}")
+                    markdown.append(
+                        f"{indent}{fence.group('fence')}{fence.group('info')}"
+                    )
                     markdown += [textwrap.indent(s, indent) for s in shown]
                     markdown.append(f"{indent}{fence.group('fence')}")
             else:
@@ -214,10 +219,16 @@ def lesson_notebook(lesson: Lesson, root: Path = ROOT, runs: RunOutputs | None =
         i += 1
     emit_code(len(cells) - 1)
     flush_markdown()
+    for number, cell in enumerate(notebook):
+        cell["id"] = f"cell-{number}"  # nbformat 4.5: every cell has an id
     return {
         "cells": notebook,
         "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "kernelspec": {
+                "display_name": "Python 3",
+                "language": "python",
+                "name": "python3",
+            },
             "language_info": {"name": "python"},
         },
         "nbformat": 4,
@@ -225,9 +236,16 @@ def lesson_notebook(lesson: Lesson, root: Path = ROOT, runs: RunOutputs | None =
     }
 
 
-def notebook_name(lesson: Lesson) -> str:
-    """'lessons/04_label_smoothing.py' → '04_label_smoothing.ipynb'."""
-    return Path(lesson.script).with_suffix(".ipynb").name
+def notebook_name(lesson: Lesson, lang: str = "en") -> str:
+    """'lessons/04_label_smoothing.py' → '04_label_smoothing.ipynb' ('….zh.ipynb' in zh)."""
+    stem = Path(lesson.script).stem
+    return f"{stem}.ipynb" if lang == "en" else f"{stem}.{lang}.ipynb"
+
+
+def page_path(lesson: Lesson, lang: str, root: Path = ROOT) -> Path:
+    """The lesson's page in that language: docs/lessons/NN-slug.md or ….zh.md."""
+    page = root / "docs" / lesson.page
+    return page if lang == "en" else page.with_suffix(f".{lang}.md")
 
 
 def main() -> None:
@@ -242,8 +260,14 @@ def main() -> None:
         fragment=lambda name: gen_figures.run_output(name).read_text(encoding="utf-8"),
     )
     for lesson in load_lessons(ROOT):
-        with mkdocs_gen_files.open(f"notebooks/{notebook_name(lesson)}", "w") as out:
-            json.dump(lesson_notebook(lesson, ROOT, runs), out, indent=1, ensure_ascii=False)
+        for lang in LANGUAGES:
+            if not page_path(lesson, lang).is_file():
+                continue  # an untranslated page: the site shows the English one
+            with mkdocs_gen_files.open(
+                f"notebooks/{notebook_name(lesson, lang)}", "w"
+            ) as out:
+                notebook = lesson_notebook(lesson, ROOT, runs, lang)
+                json.dump(notebook, out, indent=1, ensure_ascii=False)
 
 
 if __name__ == "<run_path>":  # how mkdocs-gen-files runs its scripts

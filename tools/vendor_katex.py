@@ -86,21 +86,27 @@ def differences(source: Path = SOURCE, target: Path = TARGET) -> list[str]:
         if path.relative_to(target).as_posix() not in expected:
             problems.append(f"extra {path.relative_to(target).as_posix()}")
     version_file = target / "VERSION"
-    if version_file.is_file() and version_file.read_text().strip() != installed_version(source):
+    if version_file.is_file() and version_file.read_text().strip() != installed_version(
+        source
+    ):
         problems.append("VERSION differs from node_modules/katex")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 on a difference")
+    parser.add_argument(
+        "--check", action="store_true", help="compare only; exit 1 on a difference"
+    )
     args = parser.parse_args(argv)
     if args.check:
         problems = differences()
         for problem in problems:
             print(problem)
         if problems:
-            print("vendored KaTeX is out of date: run `npm ci && python tools/vendor_katex.py`")
+            print(
+                "vendored KaTeX is out of date: run `npm ci && python tools/vendor_katex.py`"
+            )
         return 1 if problems else 0
     vendor()
     return 0

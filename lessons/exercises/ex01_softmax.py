@@ -8,11 +8,12 @@ import numpy as np
 
 
 def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Return log Σ_k exp(x_k) along ``axis`` (that axis removed), finite for any finite x.
+    """Return log Σ_k exp(x_k) along ``axis`` (that axis removed),
+    finite for any finite x.
 
-    Must work for x = [1000, 1000] (answer 1000 + log 2) and x = [-1000, -1000]
-    (answer -1000 + log 2), where exp overflows or underflows. A row of all -inf gives -inf.
-    The result keeps x's floating dtype: float32 in, float32 out.
+    Must work for x = [1000, 1000] (answer 1000 + log 2) and x = [-1000, -1000] (answer
+    -1000 + log 2), where exp overflows or underflows. A row of all -inf gives -inf. The
+    result keeps x's floating dtype: float32 in, float32 out.
     """
     # lse(x) = m + log Σ_k exp(x_k − m), with m = max_k x_k so every exponent is ≤ 0
     raise NotImplementedError(

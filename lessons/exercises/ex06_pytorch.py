@@ -17,25 +17,29 @@ class LSCEFunction(reference.LSCEFunction):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        """Return (∂L/∂logits, None, None, None, None, None, None): one entry per input of
-        forward, None for all but the logits (the library's backward also gives probability
-        targets that require grad a gradient; that is not part of this exercise).
+        """Return (∂L/∂logits, None, None, None, None, None, None): one entry per
+        input of forward, None for all but the logits (the library's backward
+        also gives probability targets that require grad a gradient; that is not
+        part of this exercise).
 
         What the forward saved for you:
             logits, target, weight, z_max, rest, argmax, denominator = ctx.saved_tensors
             epsilon, ignore_index, reduction, kind = ctx.options
-        logits (N, K); target (N,) int64 indices (kind == "index") or (N, K) probabilities
-        (kind == "soft"); weight (K,) or None; z_max (N,) the row maxima and rest (N,) =
-        Σ_{k≠m} exp(z_k − z_max), so that lse = z_max + log(1 + rest); argmax (N,) = m, the
-        class of the maximum (you need not use it); denominator the 'mean' divisor, Σ_i w_{y_i}
-        over the counted rows for index targets and N for probability targets (None for
-        'sum' and 'none'). Rows whose index target equals ignore_index (read it from
-        ctx.options: it need not be -100) get a zero gradient. grad_output is a scalar for
-        'mean'/'sum' and (N,) for 'none'. Compute in float32 or float64 (not float16) and
-        return the gradient in the logits' dtype and shape: float32 in, float32 out.
+        logits (N, K); target (N,) int64 indices (kind == "index") or (N, K)
+        probabilities (kind == "soft"); weight (K,) or None; z_max (N,) the row maxima
+        and rest (N,) = Σ_{k≠m} exp(z_k − z_max), so that lse = z_max + log(1 + rest);
+        argmax (N,) = m, the class of the maximum (you need not use it); denominator the
+        'mean' divisor, Σ_i w_{y_i} over the counted rows for index targets and N for
+        probability targets (None for 'sum' and 'none'). Rows whose index target equals
+        ignore_index (read it from ctx.options: it need not be -100) get a zero
+        gradient. grad_output is a scalar for 'mean'/'sum' and (N,) for 'none'. Compute
+        in float32 or float64 (not float16) and return the gradient in the logits' dtype
+        and shape: float32 in, float32 out.
         """
         # p = exp(z − lse);  ∂ℓ_i/∂z_ij = S_i p_ij − r_ij
-        # 'mean': divide by denominator;  'sum': × grad_output;  'none': row i × grad_output[i]
+        # 'mean': divide by denominator;  'sum': × grad_output;
+        #   'none': row i × grad_output[i]
         raise NotImplementedError(
-            "Exercise 6.1 (LSCEFunction.backward): run `lsce hint 6.1`, then `lsce check 6.1`"
+            "Exercise 6.1 (LSCEFunction.backward): run `lsce hint "
+            "6.1`, then `lsce check 6.1`"
         )

@@ -1,25 +1,31 @@
 """Lesson 01 exercises, solved: log-sum-exp and log-softmax without overflow.
 
-Notation as on the lesson page: x ∈ R^K are logits, m = max_k x_k, lse(x) = log Σ_k exp(x_k).
+Notation as on the lesson page: x ∈ R^K are logits, m = max_k x_k,
+lse(x) = log Σ_k exp(x_k).
 """
 
 import numpy as np
 
 
 def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Return log Σ_k exp(x_k) along ``axis`` (that axis removed), finite for any finite x.
+    """Return log Σ_k exp(x_k) along ``axis`` (that axis removed),
+    finite for any finite x.
 
-    Must work for x = [1000, 1000] (answer 1000 + log 2) and x = [-1000, -1000]
-    (answer -1000 + log 2), where exp overflows or underflows. A row of all -inf gives -inf.
-    The result keeps x's floating dtype: float32 in, float32 out.
+    Must work for x = [1000, 1000] (answer 1000 + log 2) and x = [-1000, -1000] (answer
+    -1000 + log 2), where exp overflows or underflows. A row of all -inf gives -inf. The
+    result keeps x's floating dtype: float32 in, float32 out.
     """
     x = np.asarray(x)
     m = np.max(x, axis=axis, keepdims=True)
     # a row of all −inf has m = −inf, and x − m would be −inf − (−inf) = NaN: shift by 0
     m = np.where(np.isfinite(m), m, 0.0)
     # lse(x) = m + log Σ_k exp(x_k − m), with m = max_k x_k so every exponent is ≤ 0
-    with np.errstate(divide="ignore"):  # log(0) = −inf is the right answer for such a row
-        return np.squeeze(m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)), axis=axis)
+    with np.errstate(
+        divide="ignore"
+    ):  # log(0) = −inf is the right answer for such a row
+        return np.squeeze(
+            m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)), axis=axis
+        )
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

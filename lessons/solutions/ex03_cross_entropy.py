@@ -1,7 +1,8 @@
 """Lesson 03 exercises, solved: cross-entropy forward and backward, CS231n style.
 
-The forward returns (loss, cache); the backward takes the upstream gradient and that cache.
-Notation: z (N, K) logits, p = softmax(z), y (N,) true classes, loss = mean over rows.
+The forward returns (loss, cache); the backward takes the upstream gradient and
+that cache. Notation: z (N, K) logits, p = softmax(z), y (N,) true classes,
+loss = mean over rows.
 """
 
 import numpy as np
@@ -11,9 +12,9 @@ from ex01_softmax import log_softmax
 def cross_entropy_forward(logits: np.ndarray, target: np.ndarray) -> tuple[float, dict]:
     """Return (loss, cache): the mean over rows of −log p_{i,y_i}.
 
-    ``logits`` is (N, K) float, ``target`` is (N,) int class indices. Compute log p stably
-    (x − lse, lesson 01). The loss keeps the logits' dtype: float32 in, float32 out.
-    ``cache`` is a dict holding whatever your backward needs.
+    ``logits`` is (N, K) float, ``target`` is (N,) int class indices. Compute log p
+    stably (x − lse, lesson 01). The loss keeps the logits' dtype: float32 in, float32
+    out. ``cache`` is a dict holding whatever your backward needs.
     """
     # log p = z − lse(z), with the max shift of exercise 1.2 (float32 stays float32)
     log_p = log_softmax(logits)
@@ -25,7 +26,8 @@ def cross_entropy_forward(logits: np.ndarray, target: np.ndarray) -> tuple[float
 
 
 def cross_entropy_backward(dloss: float, cache: dict) -> np.ndarray:
-    """Return ∂(dloss · loss)/∂logits, shape (N, K) and the logits' dtype, from the cache."""
+    """Return ∂(dloss · loss)/∂logits, shape (N, K) and the logits' dtype,
+    from the cache."""
     p, target = cache["p"], cache["target"]
     n = len(p)
     grad = p.copy()  # a copy: the cache stays as the forward left it

@@ -13,9 +13,10 @@ def smooth_labels(
     """Return q with shape target.shape + (K,), float64.
 
     ``spread="all"`` (PyTorch): every class gets ε/K and the true class 1 − ε + ε/K.
-    ``spread="others"`` (fairseq): the true class gets 1 − ε, each other class ε/(K − 1).
-    Raise ValueError for ε outside [0, 1], an index outside [0, K − 1] (−1 too: NumPy
-    would read it as the last class) or a spread other than "all" and "others", naming it.
+    ``spread="others"`` (fairseq): the true class gets 1 − ε, each other class
+    ε/(K − 1). Raise ValueError for ε outside [0, 1], an index outside [0, K − 1] (−1
+    too: NumPy would read it as the last class) or a spread other than "all" and
+    "others", naming it.
     """
     target = np.asarray(target)
     if not 0.0 <= epsilon <= 1.0:
@@ -36,18 +37,26 @@ def smooth_labels(
 
 
 def label_smoothing_cross_entropy(
-    logits: np.ndarray, target: np.ndarray, epsilon: float = 0.1, *, reduction: str = "mean"
+    logits: np.ndarray,
+    target: np.ndarray,
+    epsilon: float = 0.1,
+    *,
+    reduction: str = "mean",
 ) -> np.ndarray:
-    """Return the label-smoothing cross-entropy of (..., K) logits and (...) int targets.
+    """Return the label-smoothing cross-entropy of (..., K) logits
+    and (...) int targets.
 
     Per example ℓ = −Σ_k q_k log p_k with q from smooth_labels (spread="all"); then
-    reduction "mean" (over examples), "sum", or "none" (shape of target). Must equal
-    torch.nn.functional.cross_entropy(..., label_smoothing=epsilon). The result keeps the
-    logits' dtype (float32 in, float32 out). Raise ValueError for any other reduction, and,
-    as smooth_labels does, for ε outside [0, 1] or an index outside [0, K − 1].
+    reduction "mean" (over examples), "sum", or "none" (shape of target). Must
+    equal torch.nn.functional.cross_entropy(..., label_smoothing=epsilon). The
+    result keeps the logits' dtype (float32 in, float32 out). Raise ValueError for
+    any other reduction, and, as smooth_labels does, for ε outside [0, 1] or an
+    index outside [0, K − 1].
     """
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+        raise ValueError(
+            f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}"
+        )
     logits = np.asarray(logits)
     # q from exercise 4.1, in the logits' dtype (smooth_labels gives float64)
     q = smooth_labels(target, logits.shape[-1], epsilon).astype(logits.dtype)

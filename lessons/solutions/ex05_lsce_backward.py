@@ -1,7 +1,7 @@
 """Lesson 05 exercises, solved: the LSCE forward/backward pair with PyTorch's semantics.
 
-Notation: z (..., K) logits, p = softmax(z), q = (1 − ε)·onehot(y) + ε/K, w class weights,
-r = w ⊙ q, S = Σ_k r_k. Per row ℓ = −Σ_k r_k log p_k and ∂ℓ/∂z_j = S·p_j − r_j.
+Notation: z (..., K) logits, p = softmax(z), q = (1 − ε)·onehot(y) + ε/K, w class
+weights, r = w ⊙ q, S = Σ_k r_k. Per row ℓ = −Σ_k r_k log p_k and ∂ℓ/∂z_j = S·p_j − r_j.
 Built up in four steps: 5.1 the forward, 5.2 the backward, 5.3 class weights and
 ignore_index in both, 5.4 a backward that survives confident float32 logits.
 """
@@ -22,15 +22,18 @@ def lsce_forward(
 ) -> tuple[np.ndarray, dict]:
     """Return (loss, cache) for (..., K) logits and (...) integer targets.
 
-    Reductions: "none" (shape of target), "sum", "mean"; any other raises ValueError. The
-    loss keeps the logits' dtype (float32 in, float32 out). Exercise 5.3 adds PyTorch's
-    semantics for ``weight`` (K,) and ``ignore_index``: ℓ_i = −Σ_k w_k q_ik log p_ik, ignored
-    rows contribute 0, and "mean" divides by Σ_i w_{y_i} over the rows that are not ignored
-    (NaN when there are none). Until then you may raise NotImplementedError when they are used.
-    Leave the caller's logits and target as they are.
+    Reductions: "none" (shape of target), "sum", "mean"; any other raises
+    ValueError. The loss keeps the logits' dtype (float32 in, float32 out). Exercise
+    5.3 adds PyTorch's semantics for ``weight`` (K,) and ``ignore_index``:
+    ℓ_i = −Σ_k w_k q_ik log p_ik, ignored rows contribute 0, and "mean" divides by
+    Σ_i w_{y_i} over the rows that are not ignored (NaN when there are none). Until
+    then you may raise NotImplementedError when they are used. Leave the caller's
+    logits and target as they are.
     """
     if reduction not in ("none", "sum", "mean"):
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean'; got {reduction!r}")
+        raise ValueError(
+            f"reduction must be 'none', 'sum' or 'mean'; got {reduction!r}"
+        )
     logits, target = np.asarray(logits), np.asarray(target)
     num_classes = logits.shape[-1]
     # every position of the leading axes is a row

@@ -1,8 +1,9 @@
-"""Lesson 07 exercises, solved: the pieces of a NumPy MLP trained with hand-written backprop.
+"""Lesson 07 exercises, solved: the pieces of a NumPy MLP trained with
+hand-written backprop.
 
 Notation: x the input rows (N × D_in), h = xW + b (N × D_out), dout = ∂L/∂h; z (N, K)
-logits and y the labels; θ a parameter, g its gradient. 7.1 the backward of a linear layer,
-7.2 one Adam step, 7.3 the logit gap that label smoothing bounds.
+logits and y the labels; θ a parameter, g its gradient. 7.1 the backward of a linear
+layer, 7.2 one Adam step, 7.3 the logit gap that label smoothing bounds.
 """
 
 import numpy as np
@@ -11,13 +12,14 @@ from lsce_examples import digits_mlp as mlp
 
 
 class Linear(mlp.Linear):
-    """The library's layer h = xW + b (forward, init, params) with its backward written."""
+    """The library's layer h = xW + b (forward, init, params) with its
+    backward written."""
 
     def backward(self, dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
-        """Given dout = ∂L/∂h (N × D_out) and the cache x (N × D_in, the forward's input),
-        set self.dW = ∂L/∂W (D_in × D_out) and self.db = ∂L/∂b (D_out,), and return
-        ∂L/∂x (N × D_in). Use self.W as it is; do not update it here. Each call sets the
-        gradients afresh (=, not +=): a second backward replaces them.
+        """Given dout = ∂L/∂h (N × D_out) and the cache x (N × D_in, the forward's
+        input), set self.dW = ∂L/∂W (D_in × D_out) and self.db = ∂L/∂b (D_out,), and
+        return ∂L/∂x (N × D_in). Use self.W as it is; do not update it here. Each call
+        sets the gradients afresh (=, not +=): a second backward replaces them.
         """
         x = cache
         # ∂L/∂W = xᵀ dout: W_jk meets x_ij in every row i, times that row's dout_ik
@@ -29,13 +31,15 @@ class Linear(mlp.Linear):
 
 
 class Adam(mlp.Adam):
-    """The library's Adam (its __init__ sets self.params, self.lr, self.beta1, self.beta2,
-    self.eps, the zero moments self.m and self.v, and self.t = 0) with its step written."""
+    """The library's Adam (its __init__ sets self.params, self.lr, self.beta1,
+    self.beta2, self.eps, the zero moments self.m and self.v, and self.t = 0) with
+    its step written."""
 
     def step(self, grads: list[np.ndarray]) -> None:
-        """One Adam update of every array in self.params, in place, from its gradient in
-        ``grads`` (same order). Matches torch.optim.Adam with the same lr, betas and eps.
-        self.t counts the steps, this one included: 1 in the first step, n after n steps.
+        """One Adam update of every array in self.params, in place, from its
+        gradient in ``grads`` (same order). Matches torch.optim.Adam with the same
+        lr, betas and eps. self.t counts the steps, this one included: 1 in the
+        first step, n after n steps.
         """
         # t ← t + 1, before the bias correction uses it
         self.t += 1

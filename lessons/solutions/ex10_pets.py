@@ -1,7 +1,7 @@
 """Lesson 10 exercises, solved: two small pieces of the pets pipeline.
 
-10.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch);
-10.2 the reflection that fills whatever a rotated or warped crop reads outside the image.
+10.1 fastai's one-cycle schedule (the learning rate and Adam's β1 of each batch); 10.2
+the reflection that fills whatever a rotated or warped crop reads outside the image.
 """
 
 import math
@@ -19,13 +19,15 @@ def one_cycle(
     pct_start: float = 0.3,
     moms: tuple[float, float] = (0.95, 0.85),
 ) -> tuple[float, float]:
-    """fastai v1's one-cycle schedule: (learning rate, β1) for batch ``step`` of ``total_steps``.
+    """fastai v1's one-cycle schedule: (learning rate, β1) for batch
+    ``step`` of ``total_steps``.
 
-    Warm-up for n1 = int(total_steps · pct_start) batches: cosine from max_lr/div_factor up
-    to max_lr while β1 goes from moms[0] down to moms[1]. Then cosine from max_lr down to
-    max_lr/final_div (final_div defaults to div_factor · 1e4) while β1 goes back up. Batch
-    n1 gets exactly max_lr; batch 0 exactly max_lr/div_factor, unless n1 = 0 (fewer than
-    1/pct_start batches): then there is no warm-up and batch 0, being batch n1, gets max_lr.
+    Warm-up for n1 = int(total_steps · pct_start) batches: cosine from
+    max_lr/div_factor up to max_lr while β1 goes from moms[0] down to moms[1]. Then
+    cosine from max_lr down to max_lr/final_div (final_div defaults to
+    div_factor · 1e4) while β1 goes back up. Batch n1 gets exactly max_lr; batch 0
+    exactly max_lr/div_factor, unless n1 = 0 (fewer than 1/pct_start batches): then
+    there is no warm-up and batch 0, being batch n1, gets max_lr.
     """
     if final_div is None:
         final_div = div_factor * 1e4

@@ -1,15 +1,15 @@
 """fastai's ``get_transforms()`` as one ``grid_sample`` per batch, on the device.
 
-fastai v1 composes crop, flip, rotation, zoom and perspective warp into one sampling grid
-per image on CPU workers. We do the same for a whole batch at once: every geometric
+fastai v1 composes crop, flip, rotation, zoom and perspective warp into one sampling
+grid per image on CPU workers. We do the same for a whole batch at once: every geometric
 transform becomes one 3×3 matrix per image (a homography), applied to the output pixel
-grid, so a single ``F.grid_sample`` reads all the pixels. Lighting is then two numbers per
-image in logit space. The random parameters are drawn on the CPU from a seeded generator
-(tiny tensors), so a run is reproducible on any device.
+grid, so a single ``F.grid_sample`` reads all the pixels. Lighting is then two numbers
+per image in logit space. The random parameters are drawn on the CPU from a seeded
+generator (tiny tensors), so a run is reproducible on any device.
 
-Coordinates: ``grid_sample``'s normalised [-1, 1] with ``align_corners=False``; (u, v) is an
-output pixel, (x, y) the point it reads in the stored image (h × w pixels, top-left of its
-canvas).
+Coordinates: ``grid_sample``'s normalised [-1, 1] with ``align_corners=False``; (u, v)
+is an output pixel, (x, y) the point it reads in the stored image (h × w pixels,
+top-left of its canvas).
 """
 
 from __future__ import annotations
@@ -41,23 +41,32 @@ class AugmentConfig:
 class Transforms:
     """One batch's transforms: (B, 3, 3) output→source matrices and the lighting."""
 
-    matrices: torch.Tensor  # float32, (u, v, 1) → homogeneous (x, y) in image coordinates
-    brightness: torch.Tensor  # (B,) fastai's "change" in (0, 1); 0.5 leaves the image alone
+    matrices: (
+        torch.Tensor
+    )  # float32, (u, v, 1) → homogeneous (x, y) in image coordinates
+    brightness: (
+        torch.Tensor
+    )  # (B,) fastai's "change" in (0, 1); 0.5 leaves the image alone
     contrast: torch.Tensor  # (B,) scale of the logits; 1 leaves the image alone
 
     def __getitem__(self, index: slice | torch.Tensor) -> Transforms:
-        return Transforms(self.matrices[index], self.brightness[index], self.contrast[index])
+        return Transforms(
+            self.matrices[index], self.brightness[index], self.contrast[index]
+        )
 
     def to(self, device: torch.device) -> Transforms:
-        return Transforms(*(t.to(device, non_blocking=True) for t in vars(self).values()))
+        return Transforms(
+            *(t.to(device, non_blocking=True) for t in vars(self).values())
+        )
 
 
 # --8<-- [start:warp]
 def corner_homography(targets: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) homographies taking the corners (−1,−1), (−1,1), (1,−1), (1,1) to ``targets``.
+    """(B, 3, 3) homographies taking the corners (−1,−1), (−1,1), (1,−1),
+    (1,1) to ``targets``.
 
-    Solves the 8 equations x_i·(g u_i + h v_i + 1) = a u_i + b v_i + c (and the same for y)
-    for the 8 unknowns of H = [[a, b, c], [d, e, f], [g, h, 1]].
+    Solves the 8 equations x_i·(g u_i + h v_i + 1) = a u_i + b v_i + c (and the same for
+    y) for the 8 unknowns of H = [[a, b, c], [d, e, f], [g, h, 1]].
     """
     corners = targets.new_tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     u, v = corners[:, 0].expand(len(targets), 4), corners[:, 1].expand(len(targets), 4)
@@ -71,7 +80,8 @@ def corner_homography(targets: torch.Tensor) -> torch.Tensor:
 
 
 def symmetric_warp(magnitude: torch.Tensor) -> torch.Tensor:
-    """fastai's ``symmetric_warp``: corners moved by four magnitudes m (B, 4), as homographies."""
+    """fastai's ``symmetric_warp``: corners moved by four magnitudes m (B, 4),
+    as homographies."""
     m0, m1, m2, m3 = magnitude.unbind(-1)
     targets = torch.stack(
         [
@@ -91,7 +101,8 @@ def symmetric_warp(magnitude: torch.Tensor) -> torch.Tensor:
 def _with_probability(
     p: float, values: torch.Tensor, default: float, g: torch.Generator
 ) -> torch.Tensor:
-    """``values`` where a coin with P(heads) = p says so, else ``default`` (no transform)."""
+    """``values`` where a coin with P(heads) = p says so, else ``default``
+    (no transform)."""
     keep = torch.rand(values.shape, generator=g, dtype=values.dtype) < p
     return torch.where(keep, values, torch.full_like(values, default))
 
@@ -100,7 +111,8 @@ def _with_probability(
 def random_transforms(
     sizes: torch.Tensor, generator: torch.Generator, config: AugmentConfig | None = None
 ) -> Transforms:
-    """Draw fastai's training transforms for images of ``sizes`` (B, 2) = (h, w), on the CPU."""
+    """Draw fastai's training transforms for images of ``sizes`` (B, 2) = (h, w),
+    on the CPU."""
     config = config or AugmentConfig()
     n, g, f64 = len(sizes), generator, torch.float64
 
@@ -108,19 +120,23 @@ def random_transforms(
         return low + (high - low) * torch.rand((n, *shape), generator=g, dtype=f64)
 
     flip = torch.where(torch.rand(n, generator=g, dtype=f64) < config.flip, -1.0, 1.0)
-    angle = _with_probability(config.p_affine, uniform(-1, 1) * config.max_rotate, 0.0, g)
+    angle = _with_probability(
+        config.p_affine, uniform(-1, 1) * config.max_rotate, 0.0, g
+    )
     zoom = _with_probability(config.p_affine, uniform(1.0, config.max_zoom), 1.0, g)
     warp = _with_probability(
         config.p_affine, uniform(-config.max_warp, config.max_warp, (4,)), 0.0, g
     )
-    # fastai's lighting: brightness change uniform in 0.5·(1 ± l), contrast log-uniform in
-    # [1 − l, 1/(1 − l)]
+    # fastai's lighting: brightness change uniform in 0.5·(1 ± l),
+    # contrast log-uniform in [1 − l, 1/(1 − l)]
     light = config.max_lighting
     brightness = _with_probability(
         config.p_lighting, uniform(0.5 * (1 - light), 0.5 * (1 + light)), 0.5, g
     )
     log_c = -math.log(1 - light)
-    contrast = _with_probability(config.p_lighting, uniform(-log_c, log_c).exp(), 1.0, g)
+    contrast = _with_probability(
+        config.p_lighting, uniform(-log_c, log_c).exp(), 1.0, g
+    )
     # fastai's rand_crop: the window's position along each axis is uniform in [0, 1].
     position = uniform(0.0, 1.0, (2,))
     matrices = crop_matrices(sizes, zoom, angle, flip, position) @ symmetric_warp(warp)
@@ -146,8 +162,9 @@ def crop_matrices(
     flip: torch.Tensor,
     position: torch.Tensor,
 ) -> torch.Tensor:
-    """(B, 3, 3) maps from output (u, v) to image (x, y): a square window of side
-    short/zoom, rotated, flipped, at ``position`` ∈ [0, 1]² of the room left in the image."""
+    """(B, 3, 3) maps from output (u, v) to image (x, y): a square window of
+    side short/zoom, rotated, flipped, at ``position`` ∈ [0, 1]² of the room
+    left in the image."""
     h, w = sizes[:, 0].double(), sizes[:, 1].double()
     # half the window side in pixels
     a = torch.minimum(h, w) / (2 * zoom)
@@ -155,7 +172,8 @@ def crop_matrices(
     cx, cy = a + position[:, 0] * (w - 2 * a), a + position[:, 1] * (h - 2 * a)
     theta = torch.deg2rad(angle_degrees)
     cos, sin = torch.cos(theta), torch.sin(theta)
-    # x = (cx + a(cos·f·u − sin·v)) / (w/2) − 1; y = (cy + a(sin·f·u + cos·v)) / (h/2) − 1
+    # x = (cx + a(cos·f·u − sin·v)) / (w/2) − 1;
+    # y = (cy + a(sin·f·u + cos·v)) / (h/2) − 1
     matrices = torch.zeros(len(sizes), 3, 3, dtype=torch.float64)
     matrices[:, 0, 0] = 2 * a * cos * flip / w
     matrices[:, 0, 1] = -2 * a * sin / w
@@ -172,7 +190,8 @@ def crop_matrices(
 
 # --8<-- [start:reflect]
 def reflect(t: torch.Tensor) -> torch.Tensor:
-    """Fold coordinates into [−1, 1] by mirroring at the edges (fastai's reflection padding)."""
+    """Fold coordinates into [−1, 1] by mirroring at the edges
+    (fastai's reflection padding)."""
     # period 4: t → t for t in [−1, 1], t → 2 − t for t in [1, 3]
     t = torch.remainder(t + 1, 4)
     return torch.where(t > 2, 3 - t, t - 1)
@@ -192,18 +211,22 @@ def render(
 ) -> torch.Tensor:
     """Turn uint8 canvases (B, C, C, 3) into a normalised float batch (B, 3, S, S).
 
-    One grid for the geometry, one ``grid_sample``, then lighting and ImageNet normalisation.
+    One grid for the geometry, one ``grid_sample``,
+    then lighting and ImageNet normalisation.
     """
     batch, side = canvases.shape[0], canvases.shape[1]
     device = canvases.device
     # output pixel centres in [−1, 1], as homogeneous (u, v, 1)
-    centres = (torch.arange(out_size, device=device, dtype=torch.float32) * 2 + 1) / out_size - 1
+    centres = (
+        torch.arange(out_size, device=device, dtype=torch.float32) * 2 + 1
+    ) / out_size - 1
     v, u = torch.meshgrid(centres, centres, indexing="ij")
     points = torch.stack([u, v, torch.ones_like(u)], dim=-1).view(1, -1, 3)
     # (x', y', z') = M (u, v, 1); the sampled point is (x'/z', y'/z')
     mapped = points @ transforms.matrices.transpose(1, 2)
     xy = reflect(mapped[..., :2] / mapped[..., 2:])
-    # The image fills the top-left h × w of its canvas: image coordinates → canvas coordinates.
+    # The image fills the top-left h × w of its canvas:
+    # image coordinates → canvas coordinates.
     hw = sizes.to(device=device, dtype=torch.float32)
     scale = torch.stack([hw[:, 1], hw[:, 0]], dim=-1).view(batch, 1, 2) / side
     grid = ((xy + 1) * scale - 1).view(batch, out_size, out_size, 2)
@@ -212,7 +235,8 @@ def render(
     images = F.grid_sample(
         pixels, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
-    # fastai's brightness then contrast, in logit space: sigmoid((logit x + logit b) · c)
+    # fastai's brightness then contrast, in logit space:
+    # sigmoid((logit x + logit b) · c)
     logit_b = torch.logit(transforms.brightness).view(batch, 1, 1, 1)
     contrast = transforms.contrast.view(batch, 1, 1, 1)
     images = torch.sigmoid((torch.logit(images, eps=1e-6) + logit_b) * contrast)

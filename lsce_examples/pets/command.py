@@ -1,8 +1,9 @@
 """``lsce pets``: train the article's pets classifier with our LSCE and measure it.
 
-Also ``python -m lsce_examples.pets`` and ``torchrun --nproc_per_node=N -m lsce_examples.pets``.
-Without the real data (``--data`` or ``--download``) it trains on a generated, pets-like
-set and says so loudly: those numbers say nothing about real pets.
+Also ``python -m lsce_examples.pets`` and ``torchrun --nproc_per_node=N -m
+lsce_examples.pets``. Without the real data (``--data`` or ``--download``) it
+trains on a generated, pets-like set and says so loudly: those numbers say
+nothing about real pets.
 """
 
 from __future__ import annotations
@@ -41,20 +42,38 @@ from lsce_examples.pets.train import (
 
 # The article's settings on a GPU; on a CPU, small ones that finish in about a minute.
 DEFAULTS = {
-    "cuda": {"size": 224, "batch_size": 64, "epochs": 4, "images": 7390, "image_scale": 1.0},
-    "cpu": {"size": 64, "batch_size": 32, "epochs": 4, "images": 37 * 20, "image_scale": 0.3},
+    "cuda": {
+        "size": 224,
+        "batch_size": 64,
+        "epochs": 4,
+        "images": 7390,
+        "image_scale": 1.0,
+    },
+    "cpu": {
+        "size": 64,
+        "batch_size": 32,
+        "epochs": 4,
+        "images": 37 * 20,
+        "image_scale": 0.3,
+    },
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``lsce pets``."""
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", type=Path, help="a Pets folder (images/ inside, or the images)")
     source.add_argument(
-        "--download", action="store_true", help="download the Pets archives (~811 MB) into --root"
+        "--data", type=Path, help="a Pets folder (images/ inside, or the images)"
     )
     source.add_argument(
-        "--synthetic", action="store_true", help="generate a pets-like set (no real data)"
+        "--download",
+        action="store_true",
+        help="download the Pets archives (~811 MB) into --root",
+    )
+    source.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generate a pets-like set (no real data)",
     )
     parser.add_argument(
         "--root",
@@ -64,51 +83,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights",
-        help=f"ImageNet ResNet34 weights: a file, a URL or none (default: {RESNET34_URL} "
-        f"for real data, none for synthetic)",
+        help="ImageNet ResNet34 weights: a file, a URL or none (default: "
+        f"{RESNET34_URL} for real data, none for synthetic)",
     )
     parser.add_argument("--epochs", type=int, help="default 4 (GPU and CPU)")
-    parser.add_argument("--size", type=int, help="image side in pixels (default 224; CPU 64)")
-    parser.add_argument("--batch-size", type=int, help="global batch (default 64; CPU 32)")
+    parser.add_argument(
+        "--size", type=int, help="image side in pixels (default 224; CPU 64)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="global batch (default 64; CPU 32)"
+    )
     parser.add_argument("--loss", choices=("lsce", "ce"), default="lsce")
     parser.add_argument(
         "--epsilon", type=float, default=0.1, help="label smoothing ε (default 0.1)"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--out", type=Path, default=Path("runs") / "pets", help="default runs/pets")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (the split is fixed)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs") / "pets", help="default runs/pets"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.pt"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed (the split is fixed)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the model"
+    )
     parser.add_argument(
         "--split",
         choices=("random", "official"),
         default="random",
         help="fastai's random 20%% (default) or the official trainval/test lists",
     )
-    parser.add_argument("--images", type=int, help="synthetic set size (default 7390; CPU 740)")
-    parser.add_argument("--workers", type=int, help="decode threads (default: one per core)")
+    parser.add_argument(
+        "--images", type=int, help="synthetic set size (default 7390; CPU 740)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="decode threads (default: one per core)"
+    )
     parser.add_argument(
         "--stop-after", type=int, help="stop after this many epochs, as if interrupted"
     )
 
 
-# The real set: 7,390 .jpg files. Its two archives and their extracted files take about 1.7 GB.
+# The real set: 7,390 .jpg files. Its two archives and their extracted
+# files take about 1.7 GB.
 REAL_IMAGES = 7390
 DOWNLOAD_BYTES = 1_700_000_000
-# A synthetic set has at least two images of each breed: one to train on, one to validate.
+# A synthetic set has at least two images of each breed: one to train on,
+# one to validate.
 MIN_SYNTHETIC = 2 * len(pets_data.BREEDS)
 
-# The failures a user causes and can fix (a bad option, a missing file, no network): printed
-# as one message with exit status 2. Anything else is a bug and keeps its traceback.
+# The failures a user causes and can fix (a bad option, a missing file, no
+# network): printed as one message with exit status 2. Anything else is a bug and
+# keeps its traceback.
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, pets_data.DownloadError)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The checked arguments: where the images come from, the settings, the training config."""
+    """The checked arguments: where the images come from, the settings,
+    the training config."""
 
-    source: str  # "data", "download", "found" (real data already in --root) or "synthetic"
-    images_dir: Path  # the images folder (once downloaded or generated, for those sources)
+    source: (
+        str  # "data", "download", "found" (real data already in --root) or "synthetic"
+    )
+    images_dir: (
+        Path  # the images folder (once downloaded or generated, for those sources)
+    )
     chosen: dict  # size, batch_size, epochs, images, image_scale
     defaults_used: list[str]  # "size=64", ... for the options left unset
     config: TrainConfig
@@ -119,8 +162,9 @@ class Plan:
 
 
 def validate(args: argparse.Namespace) -> Plan:
-    """Check every argument before any work, so that a mistake costs no download, no
-    generated set and no decoding. Raises ValueError or FileNotFoundError naming the option.
+    """Check every argument before any work, so that a mistake costs no
+    download, no generated set and no decoding. Raises ValueError or
+    FileNotFoundError naming the option.
 
     Every rank runs the same checks, so under torchrun all of them stop together.
     """
@@ -130,14 +174,16 @@ def validate(args: argparse.Namespace) -> Plan:
     defaults = DEFAULTS["cuda" if cuda else "cpu"]
     chosen = {key: getattr(args, key, None) for key in defaults}
     used = [f"{key}={value}" for key, value in defaults.items() if chosen[key] is None]
-    chosen = {key: defaults[key] if value is None else value for key, value in chosen.items()}
+    chosen = {
+        key: defaults[key] if value is None else value for key, value in chosen.items()
+    }
     source, images_dir = choose_source(args, chosen)
     check_writable(args.out, "--out")
     files = check_images(args, source, images_dir, chosen)
     if chosen["batch_size"] % world:
         raise ValueError(
-            f"--batch-size {chosen['batch_size']} must be divisible by the {world} processes "
-            f"(each takes an equal slice of every batch)"
+            f"--batch-size {chosen['batch_size']} must be divisible by the {world} "
+            "processes (each takes an equal slice of every batch)"
         )
     check_space(args, source, images_dir, files, chosen["size"], cuda=cuda, world=world)
     if args.compile:
@@ -165,35 +211,40 @@ def check_numbers(args: argparse.Namespace) -> None:
     # NaN compares false, so this rejects NaN and ±inf too.
     if not 0 <= args.epsilon <= 1:
         raise ValueError(
-            f"--epsilon must be in [0, 1] (the probability mass label smoothing moves off the "
-            f"true class); got {args.epsilon}"
+            "--epsilon must be in [0, 1] (the probability mass label smoothing moves "
+            f"off the true class); got {args.epsilon}"
         )
     for key in ("epochs", "size", "batch_size", "images", "workers", "stop_after"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1; got {value}")
-    # NumPy's SeedSequence refuses negative seeds, torch.manual_seed ones of 2**64 and more.
+    # NumPy's SeedSequence refuses negative seeds,
+    # torch.manual_seed ones of 2**64 and more.
     if not 0 <= args.seed < 2**63:
         raise ValueError(f"--seed must be in [0, 2**63); got {args.seed}")
 
 
 def check_device(device: str, world: int) -> bool:
-    """Whether this run trains on CUDA; a clear error when the device or torchrun setup is off."""
+    """Whether this run trains on CUDA;
+    a clear error when the device or torchrun setup is off."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        raise ValueError(
+            "--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu"
+        )
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if world > 1:
         local = os.environ.get("LOCAL_RANK")
         if local is None:
             raise ValueError(
-                f"WORLD_SIZE={world} but LOCAL_RANK is not set; start the processes with "
-                f"torchrun --nproc_per_node=N -m lsce_examples.pets"
+                f"WORLD_SIZE={world} but LOCAL_RANK is not set; start the processes "
+                "with torchrun --nproc_per_node=N -m lsce_examples.pets"
             )
         gpus = torch.cuda.device_count()
         if cuda and int(local) >= gpus:
             raise ValueError(
-                f"LOCAL_RANK={local}, but this machine has {gpus} visible GPU(s); start at most "
-                f"{gpus} processes (torchrun --nproc_per_node={gpus}) or use --device cpu"
+                f"LOCAL_RANK={local}, but this machine has {gpus} visible GPU(s); "
+                f"start at most {gpus} processes (torchrun "
+                f"--nproc_per_node={gpus}) or use --device cpu"
             )
     return cuda
 
@@ -211,27 +262,32 @@ def choose_source(args: argparse.Namespace, chosen: dict) -> tuple[str, Path]:
     return "synthetic", folder / "images"
 
 
-def check_images(args: argparse.Namespace, source: str, images_dir: Path, chosen: dict) -> int:
-    """The number of image files to decode. A folder already on disk is listed now, and its
-    split and batch checked, so that an empty folder or a missing annotation fails at once."""
+def check_images(
+    args: argparse.Namespace, source: str, images_dir: Path, chosen: dict
+) -> int:
+    """The number of image files to decode. A folder already on disk is listed now,
+    and its split and batch checked, so that an empty folder or a missing
+    annotation fails at once."""
     if source == "synthetic":
         if args.split == "official":
             raise ValueError(
-                "--split official needs the real annotations (trainval.txt, test.txt), which a "
-                "synthetic set has none of; use --split random, or --data / --download"
+                "--split official needs the real annotations (trainval.txt, "
+                "test.txt), which a synthetic set has none of; use --split "
+                "random, or --data / --download"
             )
         if chosen["images"] < MIN_SYNTHETIC:
             raise ValueError(
-                f"--images must be at least {MIN_SYNTHETIC} for a synthetic set (two per "
-                f"breed); got {chosen['images']}"
+                f"--images must be at least {MIN_SYNTHETIC} for a synthetic set (two "
+                f"per breed); got {chosen['images']}"
             )
-        # the bad files the set includes shrink it further; train() checks the exact count
+        # the bad files the set includes shrink it further;
+        # train() checks the exact count
         at_most = len(pets_data.random_split(chosen["images"])[0])
         if chosen["batch_size"] > at_most:
             raise ValueError(
-                f"--batch-size {chosen['batch_size']} is larger than the at most {at_most} "
-                f"training images of a synthetic set of {chosen['images']}; use a smaller "
-                f"batch or more --images"
+                f"--batch-size {chosen['batch_size']} is larger than the at most "
+                f"{at_most} training images of a synthetic set of {chosen['images']}; "
+                "use a smaller batch or more --images"
             )
         return chosen["images"]
     if source == "download":
@@ -242,8 +298,8 @@ def check_images(args: argparse.Namespace, source: str, images_dir: Path, chosen
         if source == "data":
             raise
         raise ValueError(
-            f"{images_dir} (found in --root) holds no Pets images; delete it, or pass --data, "
-            f"--download or --synthetic"
+            f"{images_dir} (found in --root) holds no Pets images; delete it, or pass "
+            "--data, --download or --synthetic"
         ) from error
     names = [path.name for path in listing.files]
     if args.split == "official":
@@ -253,8 +309,8 @@ def check_images(args: argparse.Namespace, source: str, images_dir: Path, chosen
     # Files that fail to decode shrink the training set further; train() checks again.
     if chosen["batch_size"] > len(train):
         raise ValueError(
-            f"--batch-size {chosen['batch_size']} is larger than the {len(train)} training "
-            f"images in {images_dir}; use a smaller batch"
+            f"--batch-size {chosen['batch_size']} is larger than the {len(train)} "
+            f"training images in {images_dir}; use a smaller batch"
         )
     return len(names)
 
@@ -263,17 +319,19 @@ def check_writable(path: Path, option: str) -> None:
     """``path`` is a folder, or can be made one, and this process may write in it."""
     if path.exists() and not path.is_dir():
         raise ValueError(
-            f"{option} {path} is a file, not a folder; pass a folder (made when missing)"
+            f"{option} {path} is a file, not a folder; pass a "
+            "folder (made when missing)"
         )
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(
-            f"{option} {path}: {existing} is a file, so the folder cannot be made; pass "
-            f"another folder"
+            f"{option} {path}: {existing} is a file, so the folder cannot be "
+            "made; pass another folder"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(
-            f"{option} {path}: no permission to write in {existing}; pass a folder you can write to"
+            f"{option} {path}: no permission to write in {existing}; pass "
+            "a folder you can write to"
         )
 
 
@@ -287,10 +345,11 @@ def check_space(
     cuda: bool,
     world: int,
 ) -> None:
-    """The decoded set fits in memory (CPU) and the cache, downloads included, on the disk.
+    """The decoded set fits in memory (CPU) and the cache, downloads included,
+    on the disk.
 
-    Without this, a large --size runs out of memory after the decoding, or fills the disk
-    halfway through writing the cache.
+    Without this, a large --size runs out of memory after the decoding, or fills the
+    disk halfway through writing the cache.
     """
     side = pets_data.canvas_side(size)
     needed = files * side * side * 3  # the uint8 canvas of every image
@@ -300,13 +359,17 @@ def check_space(
     if not cuda and memory is not None and needed * world > memory:
         copies = f", in each of {world} processes" if world > 1 else ""
         raise ValueError(
-            f"--size {size}: the decoded images take {gigabytes(needed * world)} of memory "
-            f"({files} images of {side}×{side}×3 bytes{copies}), but this machine has "
-            f"{gigabytes(memory)}; use a smaller --size"
+            f"--size {size}: the decoded images take {gigabytes(needed * world)} of "
+            f"memory ({files} images of {side}×{side}×3 bytes{copies}), but this "
+            f"machine has {gigabytes(memory)}; use a smaller --size"
         )
     build_cache = not any((args.root / "decoded").glob(f"pets-{size}px-*.json"))
-    download = source == "download" and not (images_dir.parent / "extracted.json").is_file()
-    generate = source == "synthetic" and not (images_dir.parent / "synthetic.json").is_file()
+    download = (
+        source == "download" and not (images_dir.parent / "extracted.json").is_file()
+    )
+    generate = (
+        source == "synthetic" and not (images_dir.parent / "synthetic.json").is_file()
+    )
     if not (build_cache or download or generate):
         return  # --root is only read: it may be a read-only shared folder
     check_writable(args.root, "--root")
@@ -315,9 +378,10 @@ def check_space(
     free = shutil.disk_usage(existing).free
     if needed > free:
         raise ValueError(
-            f"--root {args.root}: needs about {gigabytes(needed)} of free disk (the decode cache"
-            f"{' and the download' if download else ''}), but {existing} has "
-            f"{gigabytes(free)}; free some space, or use another --root or a smaller --size"
+            f"--root {args.root}: needs about {gigabytes(needed)} of free disk (the "
+            f"decode cache{' and the download' if download else ''}), but "
+            f"{existing} has {gigabytes(free)}; free some space, or use another "
+            "--root or a smaller --size"
         )
 
 
@@ -325,7 +389,11 @@ def total_memory() -> int | None:
     """This machine's physical memory in bytes, or None where the OS does not say."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+    except (
+        AttributeError,
+        ValueError,
+        OSError,
+    ):  # no sysconf (Windows), or no such name
         return None
 
 
@@ -338,8 +406,8 @@ def check_compile(cuda: bool) -> None:
     if cuda:
         if importlib.util.find_spec("triton") is None:
             raise ValueError(
-                "--compile on a GPU needs Triton, which is not installed; pip install triton, "
-                "or drop --compile"
+                "--compile on a GPU needs Triton, which is not installed; pip install "
+                "triton, or drop --compile"
             )
         return
     # TorchInductor's CPU code is C++, built with $CXX (default g++; clang++ on macOS).
@@ -347,13 +415,14 @@ def check_compile(cuda: bool) -> None:
     compiler = os.environ.get("CXX", default)
     if shutil.which(compiler) is None:
         raise ValueError(
-            f"--compile on the CPU needs a C++ compiler ({compiler}; set $CXX for another), "
-            f"which was not found; install one, or drop --compile"
+            f"--compile on the CPU needs a C++ compiler ({compiler}; set $CXX for "
+            "another), which was not found; install one, or drop --compile"
         )
 
 
 def check_weights(weights: str | None, source: str) -> str:
-    """The weights to load: the option, or ImageNet's for real data and none for synthetic."""
+    """The weights to load: the option,
+    or ImageNet's for real data and none for synthetic."""
     weights = weights or ("none" if source == "synthetic" else RESNET34_URL)
     if weights == "none" or weights.startswith(("http://", "https://")):
         return weights
@@ -373,12 +442,14 @@ def check_resume(config: TrainConfig) -> None:
     path = config.out / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(
-            f"--resume: no checkpoint at {path}; drop --resume to start a new run, or pass "
-            f"the --out of the run to continue"
+            f"--resume: no checkpoint at {path}; drop --resume to start a new run, or "
+            "pass the --out of the run to continue"
         )
     try:
         # mmap: the weights stay on disk; only the settings are read
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["settings"]
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)[
+            "settings"
+        ]
     # a truncated or foreign file: not a zip, a refused pickle, or no settings in it
     except (
         pickle.UnpicklingError,
@@ -390,8 +461,8 @@ def check_resume(config: TrainConfig) -> None:
         TypeError,
     ) as error:
         raise ValueError(
-            f"--resume: cannot read {path} ({type(error).__name__}: {error}); delete it to "
-            f"start over"
+            f"--resume: cannot read {path} ({type(error).__name__}: "
+            f"{error}); delete it to start over"
         ) from error
     names = {f.name for f in fields(config)}
     differing = [
@@ -408,7 +479,8 @@ def check_resume(config: TrainConfig) -> None:
 
 
 def prepare_images(plan: Plan, runtime: Runtime) -> None:
-    """Download or generate the images where the plan needs it; rank 0 does, the others wait."""
+    """Download or generate the images where the plan needs it; rank 0 does,
+    the others wait."""
     if plan.source == "download":
         if runtime.main:
             pets_data.download_pets(plan.images_dir.parent, console=console)
@@ -416,25 +488,31 @@ def prepare_images(plan: Plan, runtime: Runtime) -> None:
     elif plan.source == "synthetic":
         if runtime.main:
             make_synthetic_pets(
-                plan.images_dir.parent, plan.chosen["images"], scale=plan.chosen["image_scale"]
+                plan.images_dir.parent,
+                plan.chosen["images"],
+                scale=plan.chosen["image_scale"],
             )
         runtime.barrier()
     elif plan.source == "found" and runtime.main:
         console.print(
-            f"using the real data found in {plan.images_dir.parent} (pass --synthetic to avoid it)"
+            f"using the real data found in {plan.images_dir.parent} "
+            "(pass --synthetic to avoid it)"
         )
 
 
 SYNTHETIC_WARNING = (
-    "[bold]SYNTHETIC DATA[/bold]: these are generated striped ellipses named like the Oxford-IIIT "
-    "Pet files, not photographs of pets. The numbers test the pipeline; they say nothing about "
-    "real pets. For the real experiment: lsce pets --download (internet, ~811 MB) on a GPU."
+    "[bold]SYNTHETIC DATA[/bold]: these are generated striped ellipses named like the "
+    "Oxford-IIIT Pet files, not photographs of pets. The numbers test the pipeline; "
+    "they say nothing about real pets. For the real experiment: lsce pets --download "
+    "(internet, ~811 MB) on a GPU."
 )
 
 
 def report_decoding(report: pets_data.DecodeReport) -> None:
     """Print what decoding converted and skipped, as warnings."""
-    console.print(f"decoded {report.decoded} images; ignored {len(report.ignored)} other files")
+    console.print(
+        f"decoded {report.decoded} images; ignored {len(report.ignored)} other files"
+    )
     for name, note in report.converted:
         console.print(f"[yellow]converted[/yellow] {name}: {note}")
     for name, reason in report.skipped:
@@ -446,20 +524,32 @@ def summary_table(metrics: dict) -> Table:
     table = Table(title="pets: validation set", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("error_rate", "nll", "ece", "mce", "brier", "temperature", "mean_confidence"):
+    for key in (
+        "error_rate",
+        "nll",
+        "ece",
+        "mce",
+        "brier",
+        "temperature",
+        "mean_confidence",
+    ):
         table.add_row(key, f"{metrics[key]:.4f}")
     for pair in metrics["most_confused"][:5]:
-        table.add_row(f"confused {pair['actual']} → {pair['predicted']}", str(pair["count"]))
+        table.add_row(
+            f"confused {pair['actual']} → {pair['predicted']}", str(pair["count"])
+        )
     return table
 
 
 def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict | None:
-    """Prepare the data, train, evaluate; return the metrics (None when stopped early)."""
+    """Prepare the data, train, evaluate; return the metrics
+    (None when stopped early)."""
     began = time.perf_counter()
     config = plan.config
     if config.weights.startswith(("http://", "https://")):
-        # Fetch the weights (into torch's cache) before the data: without a network this
-        # fails in seconds, not after the decoding. Rank 0 fetches; the others find the file.
+        # Fetch the weights (into torch's cache) before the data: without a
+        # network this fails in seconds, not after the decoding. Rank 0 fetches;
+        # the others find the file.
         if runtime.main:
             read_state_dict(config.weights)
         runtime.barrier()
@@ -467,11 +557,15 @@ def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict |
     prepare_images(plan, runtime)
     images_dir, synthetic = plan.images_dir, plan.synthetic
     if runtime.main and not runtime.cuda and plan.defaults_used:
-        console.print(f"[cyan]CPU run: small defaults {', '.join(plan.defaults_used)}[/cyan]")
+        console.print(
+            f"[cyan]CPU run: small defaults {', '.join(plan.defaults_used)}[/cyan]"
+        )
     if runtime.main and synthetic:
         console.print(Panel(SYNTHETIC_WARNING, style="yellow"))
     if runtime.main and config.weights == "none":
-        console.print("[yellow]no ImageNet weights (--weights none): the body is random[/yellow]")
+        console.print(
+            "[yellow]no ImageNet weights (--weights none): the body is random[/yellow]"
+        )
     cache = args.root / "decoded"
     load = {"split": args.split, "workers": args.workers, "console": console}
     # Rank 0 decodes into the cache; the others wait, then read the finished cache.
@@ -484,14 +578,17 @@ def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict |
     if runtime.main:
         report_decoding(decoded.report)
         console.print(
-            f"{len(decoded.classes)} classes, {len(decoded.train)} train, "
-            f"{len(decoded.valid)} valid; {runtime.world} process(es) on {runtime.device}"
+            f"{len(decoded.classes)} classes, {len(decoded.train)} "
+            f"train, {len(decoded.valid)} valid; {runtime.world} "
+            f"process(es) on {runtime.device}"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     result = train(config, decoded, runtime, console)
     if result is None:
         if runtime.main:
-            console.print(f"stopped after epoch {args.stop_after}; continue with --resume")
+            console.print(
+                f"stopped after epoch {args.stop_after}; continue with --resume"
+            )
         return None
     if not runtime.main:
         return None
@@ -509,7 +606,9 @@ def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict |
         "ignored": decoded.report.ignored,
     }
     metrics["config"] = config_json(config)
-    metrics["device"] = torch.cuda.get_device_name(runtime.device) if runtime.cuda else "cpu"
+    metrics["device"] = (
+        torch.cuda.get_device_name(runtime.device) if runtime.cuda else "cpu"
+    )
     metrics["torch"] = torch.__version__
     metrics["decode_seconds"] = decode_seconds
     metrics["wall_seconds"] = time.perf_counter() - began
@@ -518,7 +617,8 @@ def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict |
     write_json_atomic(metrics, args.out / "metrics.json")
     console.print(summary_table(metrics))
     console.print(
-        f"wrote {args.out / 'metrics.json'} and predictions.npz in {metrics['wall_seconds']:.1f} s"
+        f"wrote {args.out / 'metrics.json'} and predictions.npz in "
+        f"{metrics['wall_seconds']:.1f} s"
     )
     if synthetic:
         console.print(Panel(SYNTHETIC_WARNING, style="yellow"))
@@ -526,7 +626,8 @@ def experiment(args: argparse.Namespace, plan: Plan, runtime: Runtime) -> dict |
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``lsce pets``: 0 on success, 2 with one message on an expected failure."""
+    """Entry point of ``lsce pets``: 0 on success, 2 with one message on an
+    expected failure."""
     try:
         plan = validate(args)
         runtime = start_runtime(args.device)
@@ -542,7 +643,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fail(error: Exception) -> int:
-    """Print an expected failure as one message, without a traceback; return exit status 2."""
+    """Print an expected failure as one message, without a traceback;
+    return exit status 2."""
     rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
     # Under torchrun every rank that fails says so: name the rank.
     where = f" (rank {rank})" if rank is not None and world != "1" else ""

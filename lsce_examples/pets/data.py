@@ -1,9 +1,11 @@
-"""Oxford-IIIT Pet on disk: download, safe extraction, labels, split, and a decode-once cache.
+"""Oxford-IIIT Pet on disk: download, safe extraction, labels, split,
+and a decode-once cache.
 
-The article's data lines, ``untar_data(URLs.PETS)``, ``get_image_files``, ``from_name_re``
-with ``pat = r'/([^/]+)_\\d+.jpg$'`` and ``valid_pct=0.2``, become plain functions here.
-Decoding happens once: every image is converted to RGB, resized so its short side is the
-training size, and stored in a uint8 ``.npy`` cache that the next run maps straight in.
+The article's data lines, ``untar_data(URLs.PETS)``, ``get_image_files``,
+``from_name_re`` with ``pat = r'/([^/]+)_\\d+.jpg$'`` and ``valid_pct=0.2``, become
+plain functions here. Decoding happens once: every image is converted to RGB, resized so
+its short side is the training size, and stored in a uint8 ``.npy`` cache that the next
+run maps straight in.
 
 NumPy and Pillow only, no torch.
 """
@@ -44,12 +46,13 @@ BREEDS = (
     "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "boxer",
     "chihuahua", "english_cocker_spaniel", "english_setter", "german_shorthaired",
     "great_pyrenees", "havanese", "japanese_chin", "keeshond", "leonberger",
-    "miniature_pinscher", "newfoundland", "pomeranian", "pug", "saint_bernard", "samoyed",
-    "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier", "wheaten_terrier",
-    "yorkshire_terrier",
+    "miniature_pinscher", "newfoundland", "pomeranian", "pug", "saint_bernard",
+    "samoyed", "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier",
+    "wheaten_terrier", "yorkshire_terrier",
 )  # fmt: skip
 
-# md5 (torchvision's) and mirrors of each archive; the www links broke in 2023, thor replaced them.
+# md5 (torchvision's) and mirrors of each archive;
+# the www links broke in 2023, thor replaced them.
 ARCHIVES = {
     "images.tar.gz": (
         "5c4f3ee8e5d25df40f4fd59a7f44e54c",
@@ -67,20 +70,23 @@ ARCHIVES = {
     ),
 }
 
-# The article's r'/([^/]+)_\d+.jpg$' on the file name alone, with the dot escaped. The greedy
-# .+ makes the breed all before the last "_<digits>.jpg" (great_pyrenees_12 → great_pyrenees).
+# The article's r'/([^/]+)_\d+.jpg$' on the file name alone, with the dot escaped. The
+# greedy .+ makes the breed all before the last "_<digits>.jpg"
+# (great_pyrenees_12 → great_pyrenees).
 NAME_PATTERN = re.compile(r"^(?P<breed>.+)_\d+\.jpg$")
-# fastai's seed for the split (np.random.seed(2) in the article), kept apart from the training
-# seed so a CE run and an LSCE run see the same validation images.
+# fastai's seed for the split (np.random.seed(2) in the article), kept apart from the
+# training seed so a CE run and an LSCE run see the same validation images.
 SPLIT_SEED = 2
-# Canvas side = ceil(size · MAX_ASPECT): room for a 3:2 image at short side `size`. Wider
-# images are shrunk until their long side fits, so their short side ends a little under size.
+# Canvas side = ceil(size · MAX_ASPECT): room for a 3:2 image at short side
+# `size`. Wider images are shrunk until their long side fits, so their short side
+# ends a little under size.
 MAX_ASPECT = 1.5
 CACHE_VERSION = 1
 
 
 def breed_of(file_name: str) -> str | None:
-    """The breed in a Pets file name ('Bengal_12.jpg' → 'Bengal'), or None if it has none."""
+    """The breed in a Pets file name ('Bengal_12.jpg' → 'Bengal'),
+    or None if it has none."""
     match = NAME_PATTERN.match(file_name)
     return match["breed"] if match else None
 
@@ -97,16 +103,20 @@ class Listing:
 
     files: list[Path]
     breeds: list[str]
-    ignored: list[str] = field(default_factory=list)  # not .jpg, or no "_<n>.jpg" in the name
+    ignored: list[str] = field(
+        default_factory=list
+    )  # not .jpg, or no "_<n>.jpg" in the name
 
     @property
     def classes(self) -> list[str]:
-        """fastai's class order: a case-sensitive sort, so the 12 cat breeds come first."""
+        """fastai's class order: a case-sensitive sort,
+        so the 12 cat breeds come first."""
         return sorted(set(self.breeds))
 
 
 def list_images(images_dir: Path) -> Listing:
-    """Every ``<Breed>_<n>.jpg`` in ``images_dir``; anything else (the 3 .mat files) is ignored.
+    """Every ``<Breed>_<n>.jpg`` in ``images_dir``;
+    anything else (the 3 .mat files) is ignored.
 
     Sorting by name makes the random split reproducible, which fastai's directory-order
     listing is not.
@@ -114,8 +124,9 @@ def list_images(images_dir: Path) -> Listing:
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(
-            f"--data: {images_dir} is not a folder; pass the folder that holds the Pets .jpg "
-            f"files (or its parent with images/ inside), or use --download / --synthetic"
+            f"--data: {images_dir} is not a folder; pass the folder that "
+            "holds the Pets .jpg files (or its parent with images/ inside), "
+            "or use --download / --synthetic"
         )
     listing = Listing(files=[], breeds=[])
     for path in sorted(images_dir.iterdir(), key=lambda p: p.name):
@@ -127,8 +138,8 @@ def list_images(images_dir: Path) -> Listing:
         listing.breeds.append(breed)
     if not listing.files:
         raise ValueError(
-            f"--data: no <Breed>_<n>.jpg files in {images_dir}; point it at the Pets images "
-            f"folder, or use --download / --synthetic"
+            f"--data: no <Breed>_<n>.jpg files in {images_dir}; point it at the Pets "
+            "images folder, or use --download / --synthetic"
         )
     return listing
 
@@ -140,7 +151,8 @@ def list_images(images_dir: Path) -> Listing:
 def random_split(
     n: int, valid_pct: float = 0.2, seed: int = SPLIT_SEED
 ) -> tuple[np.ndarray, np.ndarray]:
-    """fastai v1's ``split_by_rand_pct``: a seeded permutation, the first 20 % for validation."""
+    """fastai v1's ``split_by_rand_pct``: a seeded permutation,
+    the first 20 % for validation."""
     permutation = np.random.RandomState(seed).permutation(n)
     cut = int(valid_pct * n)
     return np.sort(permutation[cut:]), np.sort(permutation[:cut])
@@ -149,8 +161,11 @@ def random_split(
 # --8<-- [end:split]
 
 
-def official_split(names: Sequence[str], annotations_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The official lists: train = ``trainval.txt`` (3,680), valid = ``test.txt`` (3,669).
+def official_split(
+    names: Sequence[str], annotations_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The official lists: train = ``trainval.txt`` (3,680), valid = ``test.txt``
+    (3,669).
 
     Files in neither list (41 in the real set) are left out, as torchvision does.
     """
@@ -163,7 +178,9 @@ def official_split(names: Sequence[str], annotations_dir: Path) -> tuple[np.ndar
                 f"(lsce pets --download) or use --split random"
             )
         lines = path.read_text(encoding="utf-8").splitlines()
-        ids[split] = {line.split()[0] for line in lines if line.strip() and line[0] != "#"}
+        ids[split] = {
+            line.split()[0] for line in lines if line.strip() and line[0] != "#"
+        }
     stems = [Path(name).stem for name in names]
     train = [i for i, stem in enumerate(stems) if stem in ids["trainval"]]
     valid = [i for i, stem in enumerate(stems) if stem in ids["test"]]
@@ -181,13 +198,18 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
 
 def _progress(console: Console | None, *columns: object) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), *columns, console=console, transient=False
+        TextColumn("{task.description}"),
+        BarColumn(),
+        *columns,
+        console=console,
+        transient=False,
     )
 
 
 # --8<-- [start:download]
 def download(url: str, dest: Path, md5: str, *, console: Console | None = None) -> Path:
-    """Fetch ``url`` to ``dest`` with a progress bar; resume a ``.part`` file; check the md5.
+    """Fetch ``url`` to ``dest`` with a progress bar; resume a ``.part`` file;
+    check the md5.
 
     The file only gets its final name once its md5 matches, so a half-finished or
     corrupted download is never used.
@@ -200,7 +222,9 @@ def download(url: str, dest: Path, md5: str, *, console: Console | None = None) 
     start = part.stat().st_size if part.is_file() else 0
     headers = {"Range": f"bytes={start}-"} if start else {}
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=60
+        )
     except urllib.error.HTTPError as error:
         # 416: the range starts at the end, so the .part file is already complete.
         if error.code != 416:
@@ -215,28 +239,35 @@ def download(url: str, dest: Path, md5: str, *, console: Console | None = None) 
             with (
                 part.open("ab" if start else "wb") as out,
                 _progress(
-                    console, DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()
+                    console,
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
                 ) as bar,
             ):
-                task = bar.add_task(f"download {dest.name}", total=start + remaining or None)
+                task = bar.add_task(
+                    f"download {dest.name}", total=start + remaining or None
+                )
                 bar.advance(task, start)
                 received = 0
                 while block := response.read(1 << 20):
                     out.write(block)
                     received += len(block)
                     bar.advance(task, len(block))
-            # urllib ends a body cut short silently; keep the .part file for the next try.
+            # urllib ends a body cut short silently;
+            # keep the .part file for the next try.
             if received < remaining:
                 raise ConnectionError(
-                    f"the connection closed after {start + received} of {start + remaining} "
-                    f"bytes; run again to resume"
+                    f"the connection closed after {start + received} of "
+                    f"{start + remaining} bytes; run again to resume"
                 )
     found = md5_of(part)
     if found != md5:
         part.unlink()
         raise ValueError(
-            f"download of {url} has md5 {found}, expected {md5}; the partial file was deleted. "
-            f"Run the command again, or download {dest.name} yourself into {dest.parent}"
+            f"download of {url} has md5 {found}, expected {md5}; the partial file "
+            f"was deleted. Run the command again, or download {dest.name} "
+            f"yourself into {dest.parent}"
         )
     os.replace(part, dest)
     return dest
@@ -252,27 +283,35 @@ def check_member(member: tarfile.TarInfo, dest: Path) -> None:
     dest = dest.resolve()
     name = member.name
     if name.startswith(("/", "\\")):
-        raise ValueError(f"unsafe tar member {name!r}: absolute path; refusing to extract")
-    if ".." in PurePosixPath(name).parts or not (dest / name).resolve().is_relative_to(dest):
-        raise ValueError(f"unsafe tar member {name!r}: escapes the target folder; refusing")
+        raise ValueError(
+            f"unsafe tar member {name!r}: absolute path; refusing to extract"
+        )
+    if ".." in PurePosixPath(name).parts or not (dest / name).resolve().is_relative_to(
+        dest
+    ):
+        raise ValueError(
+            f"unsafe tar member {name!r}: escapes the target folder; refusing"
+        )
     if member.issym() or member.islnk():
         link = PurePosixPath(member.linkname)
         base = (dest / name).parent if member.issym() else dest
         if link.is_absolute() or not (base / link).resolve().is_relative_to(dest):
             raise ValueError(
-                f"unsafe tar member {name!r}: link to {member.linkname!r} leaves the target "
-                f"folder; refusing"
+                f"unsafe tar member {name!r}: link to {member.linkname!r} leaves "
+                "the target folder; refusing"
             )
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise ValueError(f"unsafe tar member {name!r}: device or fifo; refusing to extract")
+        raise ValueError(
+            f"unsafe tar member {name!r}: device or fifo; refusing to extract"
+        )
 
 
 def extract(archive: Path, dest: Path, md5: str | None) -> None:
     """Check the archive's md5, check every member, then extract into ``dest``."""
     if md5 is not None and (found := md5_of(archive)) != md5:
         raise ValueError(
-            f"{archive} has md5 {found}, expected {md5}: refusing to extract a corrupted or "
-            f"different archive. Delete it and download again"
+            f"{archive} has md5 {found}, expected {md5}: refusing to extract a "
+            "corrupted or different archive. Delete it and download again"
         )
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -289,11 +328,13 @@ def extract(archive: Path, dest: Path, md5: str | None) -> None:
 
 
 class DownloadError(OSError):
-    """The Pets archives could not be fetched or extracted; the message says what to do."""
+    """The Pets archives could not be fetched or extracted;
+    the message says what to do."""
 
 
 def _download_failed(name: str, md5: str, root: Path, errors: list[str]) -> str:
-    """The message for an archive that no mirror delivered: why each failed, then the fixes."""
+    """The message for an archive that no mirror delivered: why each failed,
+    then the fixes."""
     archive = root / name
     found = ""
     # A file the user put there themselves, but not the right one: say so, or they will
@@ -303,16 +344,18 @@ def _download_failed(name: str, md5: str, root: Path, errors: list[str]) -> str:
     return (
         f"--download: could not download {name}:\n  "
         + "\n  ".join(errors)
-        + f"\n{found}Check the internet connection and run again (a partial download resumes), "
-        f"or download {name} yourself into {root} (md5 {md5}), or use --synthetic"
+        + f"\n{found}Check the internet connection and run again (a partial "
+        f"download resumes), or download {name} yourself into {root} (md5 "
+        f"{md5}), or use --synthetic"
     )
 
 
 def download_pets(root: Path, *, console: Console | None = None) -> Path:
     """Download and extract both Pets archives under ``root``; return the images folder.
 
-    Raises :class:`DownloadError` with one message when no mirror delivers an archive (no
-    network, a wrong md5) or an archive cannot be extracted (an unsafe member, a full disk).
+    Raises :class:`DownloadError` with one message when no mirror delivers an
+    archive (no network, a wrong md5) or an archive cannot be extracted (an unsafe
+    member, a full disk).
     """
     root = Path(root)
     stamp = root / "extracted.json"
@@ -325,8 +368,9 @@ def download_pets(root: Path, *, console: Console | None = None) -> Path:
             try:
                 download(url, archive, md5, console=console)
                 break
-            # OSError: no network, refused, timed out, an HTTP error (URLError), a full disk;
-            # ValueError: a wrong md5; HTTPException: the connection broke off mid-file.
+            # OSError: no network, refused, timed out, an HTTP error (URLError),
+            # a full disk; ValueError: a wrong md5; HTTPException: the
+            # connection broke off mid-file.
             except (OSError, ValueError, http.client.HTTPException) as error:
                 errors.append(f"{url}: {error}")
         else:
@@ -336,13 +380,14 @@ def download_pets(root: Path, *, console: Console | None = None) -> Path:
         # a wrong md5 or an unsafe member: the file is not the archive it should be
         except ValueError as error:
             raise DownloadError(
-                f"--download: {error}. {archive} is not the Pets archive: delete it and run "
-                f"again, or use --synthetic"
+                f"--download: {error}. {archive} is not the Pets archive: delete it "
+                "and run again, or use --synthetic"
             ) from error
         except (OSError, tarfile.TarError) as error:
             raise DownloadError(
-                f"--download: could not extract {archive} into {root} ({error}); free some "
-                f"disk space or fix the permissions and run again, or use --synthetic"
+                f"--download: could not extract {archive} into {root} "
+                f"({error}); free some disk space or fix the permissions and "
+                "run again, or use --synthetic"
             ) from error
     stamp.write_text(json.dumps({name: md5 for name, (md5, _) in ARCHIVES.items()}))
     return root / "images"
@@ -351,16 +396,22 @@ def download_pets(root: Path, *, console: Console | None = None) -> Path:
 # --8<-- [start:decode]
 @dataclass
 class DecodeReport:
-    """What decoding found: files converted to RGB on the way, and files it had to skip."""
+    """What decoding found: files converted to RGB on the way,
+    and files it had to skip."""
 
     decoded: int = 0
-    converted: list[tuple[str, str]] = field(default_factory=list)  # (file, what was done)
+    converted: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (file, what was done)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
-    ignored: list[str] = field(default_factory=list)  # not <Breed>_<n>.jpg (the .mat files)
+    ignored: list[str] = field(
+        default_factory=list
+    )  # not <Breed>_<n>.jpg (the .mat files)
 
 
 def fit_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """Resized (height, width): short side ``size``, long side at most the canvas side."""
+    """Resized (height, width): short side ``size``,
+    long side at most the canvas side."""
     canvas = canvas_side(size)
     scale = min(size / min(height, width), canvas / max(height, width))
     return (
@@ -375,7 +426,8 @@ def canvas_side(size: int) -> int:
 
 
 def decode_image(path: Path, size: int) -> tuple[np.ndarray, str]:
-    """Decode one file to an RGB uint8 array of :func:`fit_size`; say what had to be converted.
+    """Decode one file to an RGB uint8 array of :func:`fit_size`;
+    say what had to be converted.
 
     Raises whatever Pillow raises for a file it cannot decode (truncated, not an image).
     """
@@ -386,9 +438,11 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, str]:
         if image.mode != "RGB":
             notes.append(f"mode {image.mode} converted to RGB")
         height, width = fit_size(image.height, image.width, size)
-        # JPEG only: let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still big enough.
+        # JPEG only: let libjpeg decode at 1/2, 1/4 or 1/8 scale when that
+        # is still big enough.
         image.draft("RGB", (width, height))
-        # Pets holds palette, grayscale and RGBA files: fastai's open_image converts them too.
+        # Pets holds palette, grayscale and RGBA files:
+        # fastai's open_image converts them too.
         rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
         return np.asarray(rgb), "; ".join(notes)
 
@@ -396,11 +450,13 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, str]:
 def decode_into(canvas: np.ndarray, path: Path, size: int) -> tuple[int, int, str, str]:
     """Decode ``path`` into one canvas row; return (height, width, note, error).
 
-    A file Pillow cannot decode leaves the row blank and returns the reason as ``error``.
+    A file Pillow cannot decode leaves the row blank and returns the
+    reason as ``error``.
     """
     try:
         pixels, note = decode_image(path, size)
-    # Any failure of a broken file (OSError, SyntaxError, DecompressionBombError...) skips it.
+    # Any failure of a broken file (OSError, SyntaxError,
+    # DecompressionBombError...) skips it.
     except Exception as error:
         return 0, 0, "", f"{type(error).__name__}: {error}"
     height, width = pixels.shape[:2]
@@ -417,7 +473,8 @@ def decode_into(canvas: np.ndarray, path: Path, size: int) -> tuple[int, int, st
 
 @dataclass
 class DecodedImages:
-    """The decode-once cache: one uint8 canvas per file, and the true size of each image."""
+    """The decode-once cache: one uint8 canvas per file,
+    and the true size of each image."""
 
     pixels: np.ndarray  # (files, C, C, 3) uint8, NHWC; rows of skipped files stay blank
     rows: np.ndarray  # (n,) canvas row of each decoded image
@@ -427,7 +484,8 @@ class DecodedImages:
 
 
 def cache_key(files: Sequence[Path], size: int) -> str:
-    """A hash of the file names, sizes and times, the training size and the cache format."""
+    """A hash of the file names, sizes and times,
+    the training size and the cache format."""
     digest = hashlib.sha256(f"v{CACHE_VERSION} size={size}\n".encode())
     for path in files:
         stat = path.stat()
@@ -443,7 +501,8 @@ def decode_all(
     workers: int | None = None,
     console: Console | None = None,
 ) -> DecodedImages:
-    """Decode every file once into ``cache_dir``; a later call with the same files reuses it.
+    """Decode every file once into ``cache_dir``;
+    a later call with the same files reuses it.
 
     ``workers`` threads decode in parallel (default: one per core).
     """
@@ -468,7 +527,12 @@ def decode_all(
 
 
 def _build_cache(
-    files: Sequence[Path], size: int, stem: Path, *, workers: int | None, console: Console | None
+    files: Sequence[Path],
+    size: int,
+    stem: Path,
+    *,
+    workers: int | None,
+    console: Console | None,
 ) -> None:
     side = canvas_side(size)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -477,15 +541,17 @@ def _build_cache(
         partial, mode="w+", dtype=np.uint8, shape=(len(files), side, side, 3)
     )
     workers = workers or min(os.cpu_count() or 1, 32)
-    # Threads, not processes: Pillow releases the GIL while it decodes and resizes, and
-    # threads need no re-import of the caller's script (a lesson) or fork of torch's threads.
+    # Threads, not processes: Pillow releases the GIL while it decodes and
+    # resizes, and threads need no re-import of the caller's script (a lesson) or
+    # fork of torch's threads.
     with (
         ThreadPoolExecutor(workers) as pool,
         _progress(console, MofNCompleteColumn(), TimeRemainingColumn()) as bar,
     ):
         task = bar.add_task(f"decode {len(files)} images to {size}px", total=len(files))
         futures = [
-            pool.submit(decode_into, canvases[row], path, size) for row, path in enumerate(files)
+            pool.submit(decode_into, canvases[row], path, size)
+            for row, path in enumerate(files)
         ]
         results = []
         for row, future in enumerate(futures):
@@ -505,7 +571,8 @@ def _build_cache(
         "skipped": [[files[r[0]].name, r[4]] for r in results if r[4]],
     }
     os.replace(partial, stem.with_suffix(".npy"))
-    # The index is written last and atomically: its presence means the cache is complete.
+    # The index is written last and atomically:
+    # its presence means the cache is complete.
     tmp = stem.with_suffix(".json.part")
     tmp.write_text(json.dumps(meta), encoding="utf-8")
     os.replace(tmp, stem.with_suffix(".json"))
@@ -513,7 +580,8 @@ def _build_cache(
 
 @dataclass
 class PetsData:
-    """Decoded images with labels and a train/validation split (indices into the items)."""
+    """Decoded images with labels and a train/validation split
+    (indices into the items)."""
 
     pixels: np.ndarray  # (files, C, C, 3) uint8 canvases
     rows: np.ndarray  # (n,) canvas row of item i
@@ -547,8 +615,12 @@ def load_pets(
     elif split == "official":
         train, valid = official_split(names, Path(images_dir).parent / "annotations")
     else:
-        raise ValueError(f"--split must be 'random' (fastai, 20 %) or 'official'; got {split!r}")
-    decoded = decode_all(listing.files, size, cache_dir, workers=workers, console=console)
+        raise ValueError(
+            f"--split must be 'random' (fastai, 20 %) or 'official'; got {split!r}"
+        )
+    decoded = decode_all(
+        listing.files, size, cache_dir, workers=workers, console=console
+    )
     decoded.report.ignored = listing.ignored
     classes = listing.classes
     breed_index = {breed: k for k, breed in enumerate(classes)}
@@ -558,16 +630,23 @@ def load_pets(
         pixels=decoded.pixels,
         rows=decoded.rows,
         sizes=decoded.sizes,
-        labels=np.array([breed_index[listing.breeds[r]] for r in decoded.rows], dtype=np.int64),
+        labels=np.array(
+            [breed_index[listing.breeds[r]] for r in decoded.rows], dtype=np.int64
+        ),
         classes=classes,
         names=decoded.names,
-        train=np.array([item_of_row[r] for r in train if r in item_of_row], dtype=np.int64),
-        valid=np.array([item_of_row[r] for r in valid if r in item_of_row], dtype=np.int64),
+        train=np.array(
+            [item_of_row[r] for r in train if r in item_of_row], dtype=np.int64
+        ),
+        valid=np.array(
+            [item_of_row[r] for r in valid if r in item_of_row], dtype=np.int64
+        ),
         report=decoded.report,
     )
 
 
 def resolve_images_dir(data: Path) -> Path:
-    """Accept the images folder itself or a folder with ``images/`` inside (fastai's layout)."""
+    """Accept the images folder itself or a folder with ``images/`` inside
+    (fastai's layout)."""
     data = Path(data)
     return data / "images" if (data / "images").is_dir() else data

@@ -25,15 +25,25 @@ from PIL import Image
 
 from lsce_examples.pets.data import BREEDS
 
-# (width, height) of the most common real images: 500×375 and 500×333 lead, then portraits.
-REAL_SIZES = ((500, 375), (500, 333), (375, 500), (333, 500), (300, 225), (500, 500), (400, 300))
+# (width, height) of the most common real images: 500×375 and 500×333 lead,
+# then portraits.
+REAL_SIZES = (
+    (500, 375),
+    (500, 333),
+    (375, 500),
+    (333, 500),
+    (300, 225),
+    (500, 500),
+    (400, 300),
+)
 
 # One file of each kind of bad input in the real set, under its real name.
 BAD_FILES = {
     "Abyssinian_5.jpg": "png-rgba",  # PNG content with alpha, named .jpg
     "Egyptian_Mau_139.jpg": "png-palette",  # palette (mode P) image named .jpg
     "staffordshire_bull_terrier_2.jpg": "jpeg-gray",  # grayscale (mode L) JPEG
-    "beagle_116.jpg": "jpeg-truncated",  # cut-off JPEG: cannot be decoded, must be skipped
+    # cut-off JPEG: cannot be decoded, must be skipped
+    "beagle_116.jpg": "jpeg-truncated",
     "Abyssinian_100.mat": "mat",  # not an image at all; the real set has three
     "Abyssinian_101.mat": "mat",
     "Abyssinian_102.mat": "mat",
@@ -50,7 +60,8 @@ class SyntheticPets:
 
 
 def breed_pattern(k: int) -> tuple[float, float, float]:
-    """Breed k's look: background hue (7 kinds), pet hue (6 kinds), stripe angle (radians).
+    """Breed k's look: background hue (7 kinds), pet hue (6 kinds), stripe angle
+    (radians).
 
     Each cue alone is coarse; together they tell the 37 breeds apart.
     """
@@ -59,22 +70,29 @@ def breed_pattern(k: int) -> tuple[float, float, float]:
 
 # --8<-- [start:synthetic_image]
 def synthetic_image(k: int, width: int, height: int, seed: int) -> np.ndarray:
-    """An RGB uint8 image of breed k: a hued background and a striped ellipse, plus noise."""
+    """An RGB uint8 image of breed k: a hued background and a striped ellipse,
+    plus noise."""
     rng = np.random.default_rng(seed)
     background_hue, pet_hue, angle = breed_pattern(k)
     background = colorsys.hsv_to_rgb(background_hue, 0.6, rng.uniform(0.55, 0.9))
     light = colorsys.hsv_to_rgb(pet_hue, 0.45, 0.95)
     dark = colorsys.hsv_to_rgb(pet_hue, 0.9, 0.45)
     short = min(width, height)
-    # pixel coordinates in units of the short side, as a row and a column (broadcast, cheap)
+    # pixel coordinates in units of the short side, as a row and a column
+    # (broadcast, cheap)
     x = np.arange(width, dtype=np.float32)[None, :] / short
     y = np.arange(height, dtype=np.float32)[:, None] / short
     # Python floats (not NumPy float64 scalars) keep the arrays in float32.
-    cx, cy = rng.uniform(0.35, 0.65) * width / short, rng.uniform(0.35, 0.65) * height / short
+    cx, cy = (
+        rng.uniform(0.35, 0.65) * width / short,
+        rng.uniform(0.35, 0.65) * height / short,
+    )
     rx, ry = (float(r) for r in rng.uniform(0.22, 0.38, size=2))
     inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
     # three stripes per short side, at the breed's angle
-    stripes = 0.5 + 0.5 * np.sin(6 * math.pi * (x * math.cos(angle) + y * math.sin(angle)))
+    stripes = 0.5 + 0.5 * np.sin(
+        6 * math.pi * (x * math.cos(angle) + y * math.sin(angle))
+    )
     light, dark = np.float32(light) * 255, np.float32(dark) * 255
     pet = dark + stripes[..., None] * (light - dark)
     image = np.where(inside[..., None], pet, np.float32(background) * 255)
@@ -86,7 +104,8 @@ def synthetic_image(k: int, width: int, height: int, seed: int) -> np.ndarray:
 
 
 def _write(task: tuple[str, int, int, int, int, str]) -> None:
-    """Write one file; ``kind`` is "jpeg" for a good image or one of BAD_FILES' kinds."""
+    """Write one file; ``kind`` is "jpeg" for a good image or one of
+    BAD_FILES' kinds."""
     path, k, width, height, seed, kind = task
     if kind == "mat":
         Path(path).write_bytes(b"MATLAB 5.0 MAT-file, synthetic stand-in\n" + bytes(64))
@@ -116,15 +135,20 @@ def make_synthetic_pets(
     seed: int = 0,
     workers: int | None = None,
 ) -> SyntheticPets:
-    """Write ``count`` ``.jpg`` files (bad ones included) and 3 ``.mat`` files to ``root/images``.
+    """Write ``count`` ``.jpg`` files (bad ones included) and 3 ``.mat``
+    files to ``root/images``.
 
-    ``scale`` shrinks the real sizes (0.3 gives ~150×112 images, quick on a CPU). A folder
-    already generated with the same arguments is reused.
+    ``scale`` shrinks the real sizes (0.3 gives ~150×112 images, quick on a CPU). A
+    folder already generated with the same arguments is reused.
     """
     if count < len(BREEDS) * 2:
-        raise ValueError(f"count must be at least {len(BREEDS) * 2} (two per breed); got {count}")
+        raise ValueError(
+            f"count must be at least {len(BREEDS) * 2} (two per breed); got {count}"
+        )
     if not 0.05 <= scale <= 4:
-        raise ValueError(f"scale must be in [0.05, 4] (1 = the real image sizes); got {scale}")
+        raise ValueError(
+            f"scale must be in [0.05, 4] (1 = the real image sizes); got {scale}"
+        )
     root, images = Path(root), Path(root) / "images"
     params = {"count": count, "scale": scale, "seed": seed, "version": 1}
     stamp = root / "synthetic.json"

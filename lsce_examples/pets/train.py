@@ -1,11 +1,11 @@
 """Training the pets classifier: fastai's ``fit_one_cycle(4)`` in plain PyTorch.
 
-One process or many (``torchrun``), CPU or CUDA, the same code: the whole decoded set sits
-on the device, each epoch draws a seeded permutation that every rank slices the same way,
-and each batch is augmented on the device by :mod:`.augment`. Every epoch ends with a
-validation pass and an atomic checkpoint; ``resume`` continues from it and, because all
-randomness is re-seeded from (seed, epoch, rank), replays exactly what an uninterrupted
-run would have done.
+One process or many (``torchrun``), CPU or CUDA, the same code: the whole decoded set
+sits on the device, each epoch draws a seeded permutation that every rank slices the
+same way, and each batch is augmented on the device by :mod:`.augment`. Every epoch ends
+with a validation pass and an atomic checkpoint; ``resume`` continues from it and,
+because all randomness is re-seeded from (seed, epoch, rank), replays exactly what an
+uninterrupted run would have done.
 """
 
 from __future__ import annotations
@@ -23,10 +23,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from torch import nn
 
-from lsce_examples.pets.augment import Transforms, center_transforms, random_transforms, render
+from lsce_examples.pets.augment import (
+    Transforms,
+    center_transforms,
+    random_transforms,
+    render,
+)
 from lsce_examples.pets.data import PetsData
 from lsce_examples.pets.model import (
     PetClassifier,
@@ -41,12 +52,15 @@ from lsce_scratch.nn import LabelSmoothingCrossEntropy
 
 @dataclass
 class TrainConfig:
-    """fastai's defaults for ``cnn_learner`` + ``fit_one_cycle(4)`` at size 224, bs 64."""
+    """fastai's defaults for ``cnn_learner`` + ``fit_one_cycle(4)``
+    at size 224, bs 64."""
 
     epochs: int = 4
     size: int = 224
     batch_size: int = 64  # global: split evenly across DDP ranks
-    loss: str = "lsce"  # "lsce" (our LSCE with epsilon) or "ce" (our LSCE with epsilon 0)
+    loss: str = (
+        "lsce"  # "lsce" (our LSCE with epsilon) or "ce" (our LSCE with epsilon 0)
+    )
     epsilon: float = 0.1
     max_lr: float = 3e-3
     pct_start: float = 0.3
@@ -74,8 +88,8 @@ def one_cycle(
     """fastai v1's one-cycle schedule: the (learning rate, Adam β1) for batch ``step``.
 
     Warm-up for n1 = int(pct_start · n) batches, cosine from max_lr/div_factor up to
-    max_lr while β1 falls from 0.95 to 0.85; then cosine down to max_lr/final_div (default
-    div_factor · 1e4) while β1 climbs back. Batch n1 gets exactly max_lr.
+    max_lr while β1 falls from 0.95 to 0.85; then cosine down to max_lr/final_div
+    (default div_factor · 1e4) while β1 climbs back. Batch n1 gets exactly max_lr.
     """
     final_div = div_factor * 1e4 if final_div is None else final_div
     warmup = int(total_steps * pct_start)
@@ -116,13 +130,16 @@ class Runtime:
 
 
 def start_runtime(device: str = "auto") -> Runtime:
-    """Pick the device; under ``torchrun`` (WORLD_SIZE > 1) join the process group too."""
+    """Pick the device; under ``torchrun`` (WORLD_SIZE > 1) join the
+    process group too."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got {device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        raise ValueError(
+            "--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Runtime(torch.device(device))
@@ -132,7 +149,8 @@ def start_runtime(device: str = "auto") -> Runtime:
         placed = torch.device("cuda", local)
     else:
         placed = torch.device("cpu")
-        # Processes on one machine share its cores; without this each would start them all.
+        # Processes on one machine share its cores;
+        # without this each would start them all.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
     return Runtime(placed, dist.get_rank(), dist.get_world_size())
@@ -151,7 +169,8 @@ def seed_for(*keys: int) -> int:
 
 @dataclass
 class DeviceData:
-    """The decoded set on the training device; sizes also on the CPU to draw transforms."""
+    """The decoded set on the training device;
+    sizes also on the CPU to draw transforms."""
 
     canvases: torch.Tensor  # (files, C, C, 3) uint8
     rows: torch.Tensor  # (n,) canvas row of each item
@@ -161,7 +180,8 @@ class DeviceData:
 
 
 def to_device(data: PetsData, device: torch.device, chunk: int = 256) -> DeviceData:
-    """Copy the uint8 canvases to ``device`` in chunks (never a second full copy in RAM)."""
+    """Copy the uint8 canvases to ``device`` in chunks
+    (never a second full copy in RAM)."""
     canvases = torch.empty(data.pixels.shape, dtype=torch.uint8, device=device)
     for start in range(0, len(canvases), chunk):
         # np.array copies out of the read-only memory map: torch wants writable memory.
@@ -181,11 +201,12 @@ def to_device(data: PetsData, device: torch.device, chunk: int = 256) -> DeviceD
 def epoch_batches(
     n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
 ) -> torch.Tensor:
-    """(steps, batch_size/world) positions into the training set for this rank and epoch.
+    """(steps, batch_size/world) positions into the training set for
+    this rank and epoch.
 
-    Every rank draws the same permutation (seeded by seed and epoch), cuts it into global
-    batches (dropping the last partial one, as fastai does), and takes its own slice of
-    each, so the world together sees exactly the batches one process would.
+    Every rank draws the same permutation (seeded by seed and epoch), cuts it into
+    global batches (dropping the last partial one, as fastai does), and takes its own
+    slice of each, so the world together sees exactly the batches one process would.
     """
     generator = torch.Generator().manual_seed(seed_for(seed, epoch))
     steps = n // batch_size
@@ -198,7 +219,8 @@ def epoch_batches(
 
 
 def make_criterion(loss: str, epsilon: float) -> nn.Module:
-    """Our LSCE for both: ``ce`` is LSCE with ε = 0, so the two runs differ only in ε."""
+    """Our LSCE for both: ``ce`` is LSCE with ε = 0, so the two runs
+    differ only in ε."""
     if loss == "lsce":
         return LabelSmoothingCrossEntropy(epsilon)
     if loss == "ce":
@@ -207,10 +229,12 @@ def make_criterion(loss: str, epsilon: float) -> nn.Module:
 
 
 def build_model(num_classes: int, weights: str, seed: int) -> PetClassifier:
-    """ResNet34 + fastai head; with ImageNet weights the body is frozen (but its BatchNorm).
+    """ResNet34 + fastai head; with ImageNet weights the body is frozen
+    (but its BatchNorm).
 
-    Like fastai's ``cnn_learner``, which calls ``freeze()`` only when pretrained: a random
-    body has nothing worth keeping fixed (``weights == 'none'``), so all of it trains.
+    Like fastai's ``cnn_learner``, which calls ``freeze()`` only when
+    pretrained: a random body has nothing worth keeping fixed
+    (``weights == 'none'``), so all of it trains.
     """
     torch.manual_seed(seed)
     backbone = ResNet34()
@@ -232,7 +256,9 @@ def predict(
     for chunk in items.split(batch_size):
         transforms = center_transforms(data.sizes_cpu[chunk]).to(device)
         images = batch_images(data, chunk.to(device), transforms, size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+        ):
             outputs.append(model(images).float().cpu())
     return torch.cat(outputs)
 
@@ -259,7 +285,9 @@ def run_settings(config: TrainConfig, data: PetsData) -> dict:
     keys = ("epochs", "size", "batch_size", "loss", "epsilon", "max_lr", "pct_start")
     keys += ("div_factor", "weight_decay", "seed", "weights")
     settings = {key: getattr(config, key) for key in keys}
-    settings.update(classes=list(data.classes), train=len(data.train), valid=len(data.valid))
+    settings.update(
+        classes=list(data.classes), train=len(data.train), valid=len(data.valid)
+    )
     return settings
 
 
@@ -270,8 +298,8 @@ def load_checkpoint(path: Path, settings: dict, device: torch.device) -> dict:
     # a truncated zip or a pickle error: either way the checkpoint is unusable
     except Exception as error:
         raise ValueError(
-            f"--resume: cannot read {path} ({type(error).__name__}: {error}); delete it to "
-            f"start over"
+            f"--resume: cannot read {path} ({type(error).__name__}: "
+            f"{error}); delete it to start over"
         ) from error
     differing = [
         f"{key}={checkpoint['settings'].get(key)!r} (now {value!r})"
@@ -290,7 +318,8 @@ def load_checkpoint(path: Path, settings: dict, device: torch.device) -> dict:
 def format_record(record: dict) -> str:
     """One epoch's line: 'epoch 2  train_loss 1.2345  valid_loss ...'."""
     return "  ".join(
-        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in record.items()
     )
 
 
@@ -309,20 +338,22 @@ def check_batching(config: TrainConfig, n_train: int, world: int) -> int:
     """The number of optimiser steps per epoch; a clear error when there are none."""
     if config.batch_size % world:
         raise ValueError(
-            f"--batch-size {config.batch_size} must be divisible by the {world} processes "
-            f"(each takes an equal slice of every batch)"
+            f"--batch-size {config.batch_size} must be divisible by the {world} "
+            "processes (each takes an equal slice of every batch)"
         )
     if n_train < config.batch_size:
         raise ValueError(
-            f"--batch-size {config.batch_size} is larger than the {n_train} training images; "
-            f"use a smaller batch or more images"
+            f"--batch-size {config.batch_size} is larger than the {n_train} training "
+            "images; use a smaller batch or more images"
         )
     return n_train // config.batch_size
 
 
 def make_optimizer(model: PetClassifier, config: TrainConfig) -> torch.optim.Optimizer:
-    """fastai's AdamW: Adam(0.9, 0.99), decoupled weight decay (p ← p − lr·wd·p) on all."""
-    # fused: one kernel for all parameters (about 3× faster than the per-tensor loop on CPU)
+    """fastai's AdamW: Adam(0.9, 0.99),
+    decoupled weight decay (p ← p − lr·wd·p) on all."""
+    # fused: one kernel for all parameters
+    # (about 3× faster than the per-tensor loop on CPU)
     return torch.optim.AdamW(
         parameter_groups(model, config.max_lr),
         betas=(0.9, 0.99),
@@ -334,9 +365,14 @@ def make_optimizer(model: PetClassifier, config: TrainConfig) -> torch.optim.Opt
 def set_schedule(
     optimizer: torch.optim.Optimizer, step: int, total: int, config: TrainConfig
 ) -> None:
-    """Put one_cycle's learning rate (times each group's scale) and β1 into the optimiser."""
+    """Put one_cycle's learning rate (times each group's scale) and β1
+    into the optimiser."""
     lr, beta1 = one_cycle(
-        step, total, config.max_lr, div_factor=config.div_factor, pct_start=config.pct_start
+        step,
+        total,
+        config.max_lr,
+        div_factor=config.div_factor,
+        pct_start=config.pct_start,
     )
     for group in optimizer.param_groups:
         group["lr"], group["betas"] = lr * group["lr_scale"], (beta1, 0.99)
@@ -347,7 +383,9 @@ def batch_images(
 ) -> torch.Tensor:
     """The augmented, normalised batch of items ``index``: channels_last on CUDA."""
     canvases = data.canvases[data.rows[index]]
-    return render(canvases, data.sizes[index], transforms, size, channels_last=canvases.is_cuda)
+    return render(
+        canvases, data.sizes[index], transforms, size, channels_last=canvases.is_cuda
+    )
 
 
 # --8<-- [start:step]
@@ -376,7 +414,8 @@ def train_step(
 def train(
     config: TrainConfig, data: PetsData, runtime: Runtime, console: Console
 ) -> tuple[dict, torch.Tensor] | None:
-    """Run fit_one_cycle; return (summary, validation logits), or None when stopped early."""
+    """Run fit_one_cycle; return (summary, validation logits),
+    or None when stopped early."""
     device, cuda = runtime.device, runtime.cuda
     steps = check_batching(config, len(data.train), runtime.world)
     torch.backends.cudnn.benchmark = cuda
@@ -401,7 +440,9 @@ def train(
         if runtime.main:
             console.print(f"resuming from {checkpoint_path} after epoch {start}")
     elif config.resume and runtime.main:
-        console.print(f"--resume: no checkpoint at {checkpoint_path} yet, starting at epoch 1")
+        console.print(
+            f"--resume: no checkpoint at {checkpoint_path} yet, starting at epoch 1"
+        )
     step_model: nn.Module = model
     if runtime.world > 1:
         step_model = nn.parallel.DistributedDataParallel(
@@ -409,45 +450,76 @@ def train(
         )
     if config.compile:
         step_model = torch.compile(step_model)
-    train_items, valid_items = torch.from_numpy(data.train), torch.from_numpy(data.valid)
+    train_items, valid_items = (
+        torch.from_numpy(data.train),
+        torch.from_numpy(data.valid),
+    )
     logits = None
     with progress_bar(runtime, console) as progress:
         for epoch in range(start, config.epochs):
             began = time.perf_counter()
-            # Dropout and augmentation depend only on (seed, epoch, rank): resumable exactly.
+            # Dropout and augmentation depend only on (seed, epoch, rank):
+            # resumable exactly.
             torch.manual_seed(seed_for(config.seed, epoch, runtime.rank, 1))
             batches = epoch_batches(
-                len(train_items), config.batch_size, config.seed, epoch, runtime.rank, runtime.world
+                len(train_items),
+                config.batch_size,
+                config.seed,
+                epoch,
+                runtime.rank,
+                runtime.world,
             )
             items = train_items[batches]  # (steps, per-rank batch) item indices
-            augment = torch.Generator().manual_seed(seed_for(config.seed, epoch, runtime.rank, 2))
-            transforms = random_transforms(on_device.sizes_cpu[items.flatten()], augment)
+            augment = torch.Generator().manual_seed(
+                seed_for(config.seed, epoch, runtime.rank, 2)
+            )
+            transforms = random_transforms(
+                on_device.sizes_cpu[items.flatten()], augment
+            )
             transforms, items = transforms.to(device), items.to(device)
             per_rank = items.shape[1]
-            task = progress.add_task(f"epoch {epoch + 1}", total=steps) if progress else None
+            task = (
+                progress.add_task(f"epoch {epoch + 1}", total=steps)
+                if progress
+                else None
+            )
             model.train()
             loss_sum = torch.zeros((), device=device)
             for step in range(steps):
-                set_schedule(optimizer, epoch * steps + step, config.epochs * steps, config)
+                set_schedule(
+                    optimizer, epoch * steps + step, config.epochs * steps, config
+                )
                 index = items[step]
                 batch = transforms[step * per_rank : (step + 1) * per_rank]
                 images = batch_images(on_device, index, batch, config.size)
                 labels = on_device.labels[index]
-                loss_sum += train_step(step_model, optimizer, criterion, images, labels, bf16=cuda)
+                loss_sum += train_step(
+                    step_model, optimizer, criterion, images, labels, bf16=cuda
+                )
                 if progress:
                     progress.advance(task)
             if runtime.world > 1:
                 dist.all_reduce(loss_sum)
-            record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / (steps * runtime.world)}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum.item() / (steps * runtime.world),
+            }
             if runtime.main:
                 logits = predict(model, on_device, valid_items, config.size, 128)
                 labels = torch.from_numpy(data.labels[data.valid])
                 record["valid_loss"] = float(criterion(logits, labels))
-                record["error_rate"] = float((logits.argmax(1) != labels).float().mean())
+                record["error_rate"] = float(
+                    (logits.argmax(1) != labels).float().mean()
+                )
                 record["seconds"] = time.perf_counter() - began
                 console.print(format_record(record))
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-                state.update(epoch=epoch + 1, history=[*history, record], settings=settings)
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                }
+                state.update(
+                    epoch=epoch + 1, history=[*history, record], settings=settings
+                )
                 save_atomic(state, checkpoint_path)
             history.append(record)
             runtime.barrier()
@@ -456,7 +528,11 @@ def train(
     if logits is None and runtime.main:
         # Resumed after the last epoch: nothing left to train, evaluate the checkpoint.
         logits = predict(model, on_device, valid_items, config.size, 128)
-    summary = {"history": history, "steps_per_epoch": steps, "world_size": runtime.world}
+    summary = {
+        "history": history,
+        "steps_per_epoch": steps,
+        "world_size": runtime.world,
+    }
     if cuda:
         summary["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return summary, logits
@@ -466,9 +542,11 @@ def train(
 
 
 # --8<-- [start:metrics]
-def evaluate(logits: torch.Tensor, data: PetsData, config: TrainConfig, top: int = 10) -> dict:
-    """Error rate, NLL, ECE (15 bins), Brier, the fitted temperature and the most confused
-    breed pairs, from the validation logits (our calibration module, NumPy)."""
+def evaluate(
+    logits: torch.Tensor, data: PetsData, config: TrainConfig, top: int = 10
+) -> dict:
+    """Error rate, NLL, ECE (15 bins), Brier, the fitted temperature and the most
+    confused breed pairs, from the validation logits (our calibration module, NumPy)."""
     z = logits.double().numpy()
     labels = data.labels[data.valid]
     probs = torch.softmax(logits.double(), dim=1).numpy()
@@ -479,7 +557,11 @@ def evaluate(logits: torch.Tensor, data: PetsData, config: TrainConfig, top: int
     np.fill_diagonal(confusion, 0)
     pairs = np.argsort(confusion, axis=None)[::-1][:top]
     most_confused = [
-        {"actual": data.classes[i], "predicted": data.classes[j], "count": int(confusion[i, j])}
+        {
+            "actual": data.classes[i],
+            "predicted": data.classes[j],
+            "count": int(confusion[i, j]),
+        }
         for i, j in zip(*np.unravel_index(pairs, confusion.shape), strict=True)
         if confusion[i, j] > 0
     ]
@@ -503,8 +585,11 @@ def evaluate(logits: torch.Tensor, data: PetsData, config: TrainConfig, top: int
 # --8<-- [end:metrics]
 
 
-def save_figures(out: Path, logits: torch.Tensor, data: PetsData, history: list[dict]) -> list:
-    """The reliability diagram and the loss/error curves as PNGs (skipped without matplotlib)."""
+def save_figures(
+    out: Path, logits: torch.Tensor, data: PetsData, history: list[dict]
+) -> list:
+    """The reliability diagram and the loss/error curves as PNGs
+    (skipped without matplotlib)."""
     try:
         import matplotlib
 
@@ -535,7 +620,8 @@ def save_figures(out: Path, logits: torch.Tensor, data: PetsData, history: list[
 
 
 def save_predictions(path: Path, logits: torch.Tensor, data: PetsData) -> None:
-    """Validation logits, labels, file names and classes, for calibration work (lesson 08)."""
+    """Validation logits, labels, file names and classes, for calibration work
+    (lesson 08)."""
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
         tmp,

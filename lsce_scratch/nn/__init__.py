@@ -9,13 +9,14 @@ Notation as in :mod:`lsce_scratch.losses`; classes sit on the last axis, as in t
 article's module. One module per concept:
 
 - :mod:`lsce_scratch.nn.functional`: :func:`label_smoothing_cross_entropy` and
-  :class:`LabelSmoothingCrossEntropy`, the API (validation, any leading shape, autocast);
+  :class:`LabelSmoothingCrossEntropy`, the API (validation, any leading shape,
+  autocast);
 - :mod:`lsce_scratch.nn.function`: :class:`LSCEFunction`, lesson 06's Function in plain
   torch ops;
 - :mod:`lsce_scratch.nn.fast_function`: :class:`FastLSCEFunction`, the same in fewer
   passes over memory (lesson 09), the default;
-- :mod:`lsce_scratch.nn.grad_in_forward`: :class:`LSCEGradInForward`, the gradient in the
-  forward and written over the logits (lesson 09's opt-ins);
+- :mod:`lsce_scratch.nn.grad_in_forward`: :class:`LSCEGradInForward`, the gradient in
+  the forward and written over the logits (lesson 09's opt-ins);
 - :mod:`lsce_scratch.nn.fused_linear`: :func:`linear_label_smoothing_cross_entropy`, the
   output layer fused with the loss;
 - :mod:`lsce_scratch.nn.composite`: :class:`CompositeLabelSmoothingCrossEntropy`, the
@@ -30,8 +31,14 @@ article's module. One module per concept:
 from lsce_scratch.nn.composite import CompositeLabelSmoothingCrossEntropy
 from lsce_scratch.nn.fast_function import FastLSCEFunction
 from lsce_scratch.nn.function import LSCEFunction
-from lsce_scratch.nn.functional import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
-from lsce_scratch.nn.fused_linear import LinearLSCEFunction, linear_label_smoothing_cross_entropy
+from lsce_scratch.nn.functional import (
+    LabelSmoothingCrossEntropy,
+    label_smoothing_cross_entropy,
+)
+from lsce_scratch.nn.fused_linear import (
+    LinearLSCEFunction,
+    linear_label_smoothing_cross_entropy,
+)
 from lsce_scratch.nn.grad_in_forward import LSCEGradInForward
 
 __all__ = [

@@ -1,15 +1,15 @@
 """Which kernel runs a pass of the fast path over all rows (lesson 09).
 
-- CPU float32/float64 logits: the NumPy kernel of :mod:`lsce_scratch.fast`, on NumPy views
-  of the tensors (no copies);
+- CPU float32/float64 logits: the NumPy kernel of :mod:`lsce_scratch.fast`, on NumPy
+  views of the tensors (no copies);
 - CUDA logits with class-index targets (float32, float16, bfloat16) where triton is
   installed: the Triton kernels of :mod:`lsce_scratch.nn.triton_lsce`;
 - anything else: torch ops in row chunks (:mod:`lsce_scratch.nn.torch_chunks`).
 
 A forward pass reads the logits once and gives each row's loss and softmax statistics
-(with ``scale`` and ``out``, it writes the gradient while a chunk is in cache); a backward
-pass rebuilds the gradient from the statistics: one read, one write. The switches below
-are read at each call.
+(with ``scale`` and ``out``, it writes the gradient while a chunk is in cache); a
+backward pass rebuilds the gradient from the statistics: one read, one write. The
+switches below are read at each call.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ NUMPY_ON_CPU = True
 
 @functools.cache
 def triton_kernels() -> ModuleType | None:
-    """lsce_scratch.nn.triton_lsce, or None where triton is missing (the CPU-only wheel)."""
+    """lsce_scratch.nn.triton_lsce, or None where triton is missing
+    (the CPU-only wheel)."""
     try:
         from lsce_scratch.nn import triton_lsce
     except ImportError:
@@ -49,8 +50,8 @@ def triton_kernels() -> ModuleType | None:
 
 
 def uses_triton(z: Tensor, rows: Rows) -> bool:
-    """Whether these rows go to the Triton kernels (where triton is installed): CUDA rows
-    of float32/16 logits with index targets."""
+    """Whether these rows go to the Triton kernels (where triton is installed): CUDA
+    rows of float32/16 logits with index targets."""
     return (
         USE_TRITON
         and z.is_cuda
@@ -70,8 +71,9 @@ def on_numpy(logits: Tensor) -> bool:
 
 
 def empty_like(logits: Tensor) -> Tensor:
-    """A tensor for the gradient. On the CPU, NumPy's: it asks the kernel for transparent
-    huge pages, torch's allocator does not, and a fresh page costs a fault."""
+    """A tensor for the gradient. On the CPU, NumPy's: it asks the kernel for
+    transparent huge pages, torch's allocator does not,
+    and a fresh page costs a fault."""
     if on_numpy(logits):
         return torch.from_numpy(np.empty(logits.shape, dtype_name(logits.dtype)))
     return torch.empty_like(logits)
@@ -95,13 +97,19 @@ def _numpy_pass(
         z, target.numpy(), rows.kind, rows.valid.numpy(), weight, rows.epsilon, "sum",
         (len(z),), z.dtype,
     )  # fmt: skip
-    info = fast.row_info(prep, np.zeros(len(z), z.dtype) if scale is None else scale.numpy())
+    info = fast.row_info(
+        prep, np.zeros(len(z), z.dtype) if scale is None else scale.numpy()
+    )
     grad = None if out is None else out.numpy()
     if saved is not None:
         assert grad is not None, "a backward pass writes a gradient"
-        fast.gradient_rows(prep, info, 0, z, grad, SoftmaxStats(*(t.numpy() for t in saved)))
+        fast.gradient_rows(
+            prep, info, 0, z, grad, SoftmaxStats(*(t.numpy() for t in saved))
+        )
         return None
-    return RowLosses(*(torch.from_numpy(a) for a in fast.lsce_rows(prep, info, 0, z, grad)))
+    return RowLosses(
+        *(torch.from_numpy(a) for a in fast.lsce_rows(prep, info, 0, z, grad))
+    )
 
 
 def forward_pass(
@@ -161,7 +169,9 @@ def _triton_gradient(
 ) -> None:
     """The gradient of every row by the Triton kernel, from the per-row numbers."""
     terms = torch_chunks.gradient_terms(rows, stats, scale)
-    assert isinstance(terms, torch_chunks.IndexTerms), "Triton takes class-index targets"
+    assert isinstance(terms, torch_chunks.IndexTerms), (
+        "Triton takes class-index targets"
+    )
     y, _ = rows.index_targets()
     kernels.gradient(logits, rows.w, stats, y, terms, out)
 
@@ -190,8 +200,9 @@ def backward_pass(
 def loss_and_gradients(
     logits: Tensor, rows: Rows, scale: Tensor, out: Tensor | None, target_grad: bool
 ) -> tuple[RowLosses[Tensor], Tensor | None]:
-    """The rows' losses and statistics, and ∂L/∂t (or None), writing ∂L/∂logits to ``out``
-    (which may be the logits themselves; None when not wanted) for the row scale ``scale``.
+    """The rows' losses and statistics, and ∂L/∂t (or None), writing ∂L/∂logits
+    to ``out`` (which may be the logits themselves; None when not wanted) for the
+    row scale ``scale``.
 
     One read of the logits; when ∂L/∂t is wanted, two: it needs log p, which an in-place
     gradient would overwrite, so the gradient then comes in a second pass.

@@ -1,4 +1,5 @@
-"""The article's formulation, written from its formula, with autograd doing the backward.
+"""The article's formulation, written from its formula,
+with autograd doing the backward.
 
 The baseline that lesson 06 checks ours against and the benchmarks measure: it keeps
 ``log_softmax``'s (N, K) output for the backward.
@@ -16,8 +17,9 @@ from lsce_scratch import _validation as check
 class CompositeLabelSmoothingCrossEntropy(nn.Module):
     """The article's formulation, written from its formula: autograd does the backward.
 
-    ℓ = ε·mean_k(−log p_k) + (1 − ε)·(−log p_y), reduced by mean or sum. Like the article's
-    module it has no class weights and no ignore_index; it accepts any leading shape.
+    ℓ = ε·mean_k(−log p_k) + (1 − ε)·(−log p_y), reduced by mean or sum. Like
+    the article's module it has no class weights and no ignore_index; it
+    accepts any leading shape.
     """
 
     def __init__(self, epsilon: float = 0.1, reduction: str = "mean") -> None:

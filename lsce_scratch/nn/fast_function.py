@@ -14,7 +14,12 @@ import torch
 from torch import Tensor
 
 from lsce_scratch.nn.backends import backward_pass, empty_like, forward_pass
-from lsce_scratch.nn.function import Context, compute_dtype, refuse_double_backward, target_gradient
+from lsce_scratch.nn.function import (
+    Context,
+    compute_dtype,
+    refuse_double_backward,
+    target_gradient,
+)
 from lsce_scratch.nn.reduction import mean_denominator, reduce, row_scale
 from lsce_scratch.nn.rows import Rows, check_values, rows_without_softmax
 from lsce_scratch.row_stats import SoftmaxStats
@@ -24,8 +29,8 @@ class FastLSCEFunction(torch.autograd.Function):
     """LSCE on (N, K) logits with the hand-derived backward, on the fast kernels.
 
     ``apply`` takes LSCEFunction's arguments, ``(logits, target, epsilon, weight,
-    ignore_index, reduction, kind)``, and gives the same loss and gradients. It saves the
-    logits and three numbers per row (z_max, m and rest), never an (N, K) tensor.
+    ignore_index, reduction, kind)``, and gives the same loss and gradients. It saves
+    the logits and three numbers per row (z_max, m and rest), never an (N, K) tensor.
     """
 
     @staticmethod
@@ -40,14 +45,22 @@ class FastLSCEFunction(torch.autograd.Function):
         kind: str,
     ) -> Tensor:
         dtype = compute_dtype(logits.dtype)
-        rows = Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
+        rows = Rows.build(
+            target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype
+        )
         # per row: z_max, its index m, rest = Σ_{k≠m} exp(z_k − z_max) and the loss
         # ℓ_i = Σ_k r_ik (z_max − z_ik) + S_i log(1 + rest_i), in one read of the logits
         result = forward_pass(logits, rows)
         ctx.no_softmax = check_values(target, rows, result.stats, ignore_index)
         denominator = mean_denominator(reduction, rows.valid, rows.w_y, dtype)
         ctx.save_for_backward(
-            logits, target, weight, result.z_max, result.rest, result.argmax, denominator
+            logits,
+            target,
+            weight,
+            result.z_max,
+            result.rest,
+            result.argmax,
+            denominator,
         )
         ctx.options = (epsilon, ignore_index, reduction, kind)
         return reduce(result.loss, reduction, denominator).to(logits.dtype)
@@ -58,8 +71,11 @@ class FastLSCEFunction(torch.autograd.Function):
         logits, target, weight, z_max, rest, argmax, denominator = ctx.saved_tensors
         epsilon, ignore_index, reduction, kind = ctx.options
         dtype = compute_dtype(logits.dtype)
-        rows = Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
-        # chain rule through the reduction: 'mean' divides by Σ w_{y_i}; ignored rows get 0
+        rows = Rows.build(
+            target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype
+        )
+        # chain rule through the reduction: 'mean' divides by Σ w_{y_i};
+        # ignored rows get 0
         scale = row_scale(grad_output.to(dtype), denominator, rows.valid)
         grad = grad_target = None
         if ctx.needs_input_grad[0]:
@@ -71,7 +87,7 @@ class FastLSCEFunction(torch.autograd.Function):
                 rows_without_softmax(rows, z_max, grad)
         if ctx.needs_input_grad[1]:
             # probability targets: ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik
-            grad_target = target_gradient(logits.to(dtype), z_max, rest, epsilon, rows.w, scale).to(
-                target.dtype
-            )
+            grad_target = target_gradient(
+                logits.to(dtype), z_max, rest, epsilon, rows.w, scale
+            ).to(target.dtype)
         return grad, grad_target, None, None, None, None, None

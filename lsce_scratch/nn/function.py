@@ -1,4 +1,5 @@
-"""Lesson 06: label-smoothing cross-entropy as a torch.autograd.Function, in plain torch ops.
+"""Lesson 06: label-smoothing cross-entropy as a torch.autograd.Function,
+in plain torch ops.
 
 With p = softmax(z), q = (1 − ε)·onehot(y) + ε/K (or (1 − ε)·t + ε/K for probability
 targets t), class weights w, r = w ⊙ q and S = Σ_k r_k, one row's loss and gradient are
@@ -38,20 +39,25 @@ class Targets(NamedTuple):
 
     r: Tensor  # (N, K): r = w ⊙ q, zero on ignored rows
     valid: Tensor  # (N,): the rows that count (target ≠ ignore_index)
-    y: Tensor | None  # (N,): the true class of index targets, 0 on ignored rows; None for
+    y: (
+        Tensor | None
+    )  # (N,): the true class of index targets, 0 on ignored rows; None for
     # probability targets
 
 
 def smoothed_targets(
     target: Tensor, kind: str, epsilon: float, w: Tensor, ignore_index: int
 ) -> Targets:
-    """r = w ⊙ q for index targets (N,) or probability targets (N, K); w has K entries."""
+    """r = w ⊙ q for index targets (N,) or probability targets (N, K);
+    w has K entries."""
     num_rows, num_classes = len(target), len(w)
     if kind == "index":
         valid = target != ignore_index
         y = torch.where(valid, target, 0)
         # q = (1 − ε)·onehot(y) + ε/K
-        q = (1.0 - epsilon) * F.one_hot(y, num_classes).to(w.dtype) + epsilon / num_classes
+        q = (1.0 - epsilon) * F.one_hot(y, num_classes).to(
+            w.dtype
+        ) + epsilon / num_classes
     else:
         valid, y = torch.ones(num_rows, dtype=torch.bool, device=target.device), None
         # probability targets are smoothed the same way: q = (1 − ε)·t + ε/K
@@ -78,7 +84,8 @@ def row_losses(log_p: Tensor, targets: Targets, epsilon: float, w: Tensor) -> Te
         # (1 − ε) w_y (−log p_y): inf when the true class is masked
         loss = (1.0 - epsilon) * w[y] * -log_p.gather(1, y[:, None])[:, 0]
         if epsilon > 0:
-            # + (ε/K) Σ_k w_k (−log p_k), a sum of terms ≥ 0; PyTorch leaves it out at ε = 0
+            # + (ε/K) Σ_k w_k (−log p_k), a sum of terms ≥ 0;
+            # PyTorch leaves it out at ε = 0
             loss = loss + epsilon / len(w) * -(log_p * w).sum(dim=-1)
     return torch.where(targets.valid, loss, 0.0)
 
@@ -88,10 +95,16 @@ def row_losses(log_p: Tensor, targets: Targets, epsilon: float, w: Tensor) -> Te
 
 # --8<-- [start:target-gradient]
 def target_gradient(
-    z: Tensor, z_max: Tensor, rest: Tensor, epsilon: float, w: Tensor | None, scale: Tensor
+    z: Tensor,
+    z_max: Tensor,
+    rest: Tensor,
+    epsilon: float,
+    w: Tensor | None,
+    scale: Tensor,
 ) -> Tensor:
     """∂L/∂t for probability targets t, from the row statistics, for row scales s."""
-    # log p = (z − z_max) − log(1 + rest): −inf at a masked class, NaN on an all-masked row
+    # log p = (z − z_max) − log(1 + rest): −inf at a masked class,
+    # NaN on an all-masked row
     log_p = (z - z_max[:, None]).sub_(torch.log1p(rest)[:, None])
     # r = w ⊙ ((1 − ε) t + ε/K), so ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik, times s_i
     grad = log_p.mul_((-(1.0 - epsilon) * scale)[:, None])
@@ -116,10 +129,10 @@ def refuse_double_backward() -> None:
 class LSCEFunction(torch.autograd.Function):
     """LSCE on (N, K) logits with the hand-derived backward, in plain torch ops.
 
-    ``LSCEFunction.apply(logits, target, epsilon, weight, ignore_index, reduction, kind)``
-    takes 2-D logits, flat index targets (N,) or probabilities (N, K) (``kind`` 'index'
-    or 'soft'), and returns the reduced loss (a scalar, or (N,) for 'none'). It checks
-    none of its arguments but the logits' values: call it through
+    ``LSCEFunction.apply(logits, target, epsilon, weight, ignore_index, reduction,
+    kind)`` takes 2-D logits, flat index targets (N,) or probabilities (N, K) (``kind``
+    'index' or 'soft'), and returns the reduced loss (a scalar, or (N,) for 'none'). It
+    checks none of its arguments but the logits' values: call it through
     ``label_smoothing_cross_entropy(..., fast=False)``, which does. Probability targets
     that require grad get ∂L/∂t as well.
     """
@@ -145,10 +158,13 @@ class LSCEFunction(torch.autograd.Function):
         if bool(bad.any()):
             raise nonfinite_error(bad, z_max, argmax)
         # rest = Σ_{k≠m} exp(z_k − z_max): the max term (exactly 1) is left out
-        rest = torch.exp(z - z_max[:, None]).scatter(1, argmax[:, None], 0.0).sum(dim=-1)
+        rest = (
+            torch.exp(z - z_max[:, None]).scatter(1, argmax[:, None], 0.0).sum(dim=-1)
+        )
         # log p = (z − z_max) − log(1 + rest), accurate even as p_m → 1
         log_p = z - z_max[:, None] - torch.log1p(rest)[:, None]
-        # 'mean' divides by Σ_i w_{y_i} over the rows that count (by N for probabilities)
+        # 'mean' divides by Σ_i w_{y_i} over the rows that count
+        # (by N for probabilities)
         w_y = None if targets.y is None else w[targets.y]
         denominator = mean_denominator(reduction, targets.valid, w_y, z.dtype)
         ctx.save_for_backward(logits, target, weight, z_max, rest, argmax, denominator)
@@ -178,7 +194,9 @@ class LSCEFunction(torch.autograd.Function):
         # the other classes there: Σ_{k≠m} r_k − S (1 − p_m), with 1 − p_m = rest·p_m
         m = argmax[:, None]
         r_others = targets.r.scatter(1, m, 0.0).sum(dim=-1)
-        at_m = torch.where(rest < 1.0, r_others - total * rest * p_m, grad.gather(1, m)[:, 0])
+        at_m = torch.where(
+            rest < 1.0, r_others - total * rest * p_m, grad.gather(1, m)[:, 0]
+        )
         grad.scatter_(1, m, at_m[:, None])
         # the chain rule through the reduction: s_i = ∂L/∂ℓ_i
         scale = row_scale(grad_output.to(z.dtype), denominator, targets.valid)
@@ -186,8 +204,11 @@ class LSCEFunction(torch.autograd.Function):
         grad = torch.where(targets.valid[:, None], grad * scale[:, None], 0.0)
         grad_target = None
         if ctx.needs_input_grad[1]:
-            # probability targets: ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik (see target_gradient)
-            grad_target = target_gradient(z, z_max, rest, epsilon, w, scale).to(target.dtype)
+            # probability targets: ∂ℓ_i/∂t_ik = −(1 − ε) w_k log p_ik
+            # (see target_gradient)
+            grad_target = target_gradient(z, z_max, rest, epsilon, w, scale).to(
+                target.dtype
+            )
         return grad.to(logits.dtype), grad_target, None, None, None, None, None
 
     # --8<-- [end:backward]

@@ -26,8 +26,9 @@ from lsce_scratch.nn.grad_in_forward import LSCEGradInForward
 from lsce_scratch.nn.validation import validate
 
 
-# torch.compile treats the loss as one opaque call (a graph break): it syncs with the host
-# to check its inputs and runs NumPy or Triton kernels, none of which a graph can hold
+# torch.compile treats the loss as one opaque call (a graph break): it syncs
+# with the host to check its inputs and runs NumPy or Triton kernels, none of
+# which a graph can hold
 @torch.compiler.disable
 def label_smoothing_cross_entropy(
     logits: Tensor,
@@ -41,7 +42,8 @@ def label_smoothing_cross_entropy(
     inplace: bool = False,
     fast: bool = True,
 ) -> Tensor:
-    """LSCE with classes on the last axis: logits (..., K), target (...) indices or (..., K).
+    """LSCE with classes on the last axis: logits (..., K), target (...) indices or
+    (..., K).
 
     Equals ``F.cross_entropy(movedim(logits, -1, 1), target, weight, ignore_index=...,
     reduction=..., label_smoothing=epsilon)``; the backward is our closed form.
@@ -59,17 +61,18 @@ def label_smoothing_cross_entropy(
     """
     if not fast and (grad_in_forward or inplace):
         raise ValueError(
-            "grad_in_forward and inplace are options of the fast kernels (lesson 09); with "
-            "fast=False the plain LSCEFunction computes the gradient in its backward"
+            "grad_in_forward and inplace are options of the fast kernels "
+            "(lesson 09); with fast=False the plain LSCEFunction computes "
+            "the gradient in its backward"
         )
     # on a GPU the fast kernels check the class indices after the pass (one host sync)
     defer = fast and isinstance(logits, Tensor) and logits.is_cuda
     kind = validate(logits, target, epsilon, reduction, weight, ignore_index, defer)
     if inplace and logits.is_leaf and logits.requires_grad:
         raise ValueError(
-            "inplace=True would overwrite logits that are a leaf tensor requiring grad (a "
-            "parameter, or an input you asked gradients for) with their gradient; pass "
-            "logits computed by the model, or use inplace=False"
+            "inplace=True would overwrite logits that are a leaf tensor requiring "
+            "grad (a parameter, or an input you asked gradients for) with their "
+            "gradient; pass logits computed by the model, or use inplace=False"
         )
     device_type = logits.device.type
     autocast = torch.is_autocast_enabled(device_type)
@@ -82,15 +85,31 @@ def label_smoothing_cross_entropy(
     flat = logits.reshape(-1, num_classes)
     if inplace and _entries_share_memory(flat):
         raise ValueError(
-            f"inplace=True would write the gradient over logits whose entries share memory "
-            f"(strides {tuple(logits.stride())}: an expanded or overlapping view), so one "
-            f"entry would receive the gradients of several; pass logits.contiguous(), or "
-            f"use inplace=False"
+            "inplace=True would write the gradient over logits whose entries share "
+            f"memory (strides {tuple(logits.stride())}: an expanded or overlapping "
+            "view), so one entry would receive the gradients of several; pass "
+            "logits.contiguous(), or use inplace=False"
         )
-    flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
-    args = (flat, flat_target, float(epsilon), weight, int(ignore_index), reduction, kind)
+    flat_target = (
+        target.reshape(-1).long()
+        if kind == "index"
+        else target.reshape(-1, num_classes)
+    )
+    args = (
+        flat,
+        flat_target,
+        float(epsilon),
+        weight,
+        int(ignore_index),
+        reduction,
+        kind,
+    )
     # our ops must run in the dtypes chosen above, not in autocast's
-    with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
+    with (
+        torch.autocast(device_type, enabled=False)
+        if autocast
+        else contextlib.nullcontext()
+    ):
         if not fast:
             loss = LSCEFunction.apply(*args)
         elif grad_in_forward or inplace:
@@ -101,19 +120,24 @@ def label_smoothing_cross_entropy(
 
 
 def _autocast_float32(t: Tensor) -> Tensor:
-    """What autocast gives a float32 op: floating tensors in float32, float64 left alone."""
+    """What autocast gives a float32 op:
+    floating tensors in float32, float64 left alone."""
     if not t.is_floating_point() or t.dtype == torch.float64:
         return t
     return t.float()
 
 
 def _entries_share_memory(t: Tensor) -> bool:
-    """Whether two entries of t may occupy the same memory (stride 0, overlapping strides).
+    """Whether two entries of t may occupy the same memory
+    (stride 0, overlapping strides).
 
-    Dimensions in order of stride: each must step past everything the smaller ones reach.
+    Dimensions in order of stride:
+    each must step past everything the smaller ones reach.
     """
     reach = 1  # one past the largest offset the dimensions so far reach
-    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1):
+    for stride, size in sorted(
+        (st, n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1
+    ):
         if stride < reach:
             return True
         reach += (size - 1) * stride
@@ -121,12 +145,14 @@ def _entries_share_memory(t: Tensor) -> bool:
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
-    """The article's module, with our backward: ``LabelSmoothingCrossEntropy(epsilon=0.1)``.
+    """The article's module, with our backward:
+    ``LabelSmoothingCrossEntropy(epsilon=0.1)``.
 
     Adds PyTorch's ``weight`` and ``ignore_index``, and lesson 09's ``grad_in_forward``
-    and ``inplace`` (see :func:`label_smoothing_cross_entropy`); classes on the last axis.
-    It runs the fast kernels (:class:`lsce_scratch.nn.fast_function.FastLSCEFunction`);
-    ``fast=False`` runs lesson 06's plain ``LSCEFunction``, with the same numbers.
+    and ``inplace`` (see :func:`label_smoothing_cross_entropy`); classes on the last
+    axis. It runs the fast kernels
+    (:class:`lsce_scratch.nn.fast_function.FastLSCEFunction`); ``fast=False`` runs
+    lesson 06's plain ``LSCEFunction``, with the same numbers.
     """
 
     def __init__(

@@ -26,12 +26,12 @@ class LinearLSCEFunction(torch.autograd.Function):
     """A linear layer fused with LSCE; the (N, K) logits are never held (Liger's FLCE).
 
     ``apply(hidden, lin_weight, lin_bias, target, epsilon, weight, ignore_index,
-    reduction, kind, chunk_rows)`` with hidden (N, H), lin_weight (K, H), lin_bias (K,) or
-    None. The forward walks the rows ``chunk_rows`` at a time: the chunk's logits
+    reduction, kind, chunk_rows)`` with hidden (N, H), lin_weight (K, H), lin_bias (K,)
+    or None. The forward walks the rows ``chunk_rows`` at a time: the chunk's logits
     z = h Wᵀ + b, their gradient in place, and at once ∂L/∂h = (∂L/∂z) W,
     ∂L/∂W += (∂L/∂z)ᵀ h, ∂L/∂b += Σ_i ∂L/∂z_i. The backward scales these by grad_output.
-    Extra memory: one chunk of logits; the price is time (W is read once per chunk).
-    The loss comes back in the compute dtype (float32 for half-precision inputs).
+    Extra memory: one chunk of logits; the price is time (W is read once per chunk). The
+    loss comes back in the compute dtype (float32 for half-precision inputs).
     """
 
     @staticmethod
@@ -50,7 +50,9 @@ class LinearLSCEFunction(torch.autograd.Function):
     ) -> Tensor:
         num_rows, num_classes = len(hidden), len(lin_weight)
         dtype = compute_dtype(hidden.dtype)
-        rows = Rows.build(target, kind, epsilon, weight, ignore_index, num_classes, dtype)
+        rows = Rows.build(
+            target, kind, epsilon, weight, ignore_index, num_classes, dtype
+        )
         denominator = mean_denominator(reduction, rows.valid, rows.w_y, dtype)
         scale = row_scale(
             torch.ones((), dtype=dtype, device=hidden.device), denominator, rows.valid
@@ -58,7 +60,9 @@ class LinearLSCEFunction(torch.autograd.Function):
         need_h, need_w, need_b, need_t = ctx.needs_input_grad[:4]
         d_hidden = torch.empty_like(hidden) if need_h else None
         # ∂L/∂W and ∂L/∂b add up over chunks: accumulate in the compute dtype
-        d_weight = lin_weight.new_zeros(lin_weight.shape, dtype=dtype) if need_w else None
+        d_weight = (
+            lin_weight.new_zeros(lin_weight.shape, dtype=dtype) if need_w else None
+        )
         d_bias = lin_weight.new_zeros(num_classes, dtype=dtype) if need_b else None
         d_target = torch.empty_like(target) if need_t else None
         row_loss = hidden.new_empty(num_rows, dtype=dtype)
@@ -67,14 +71,18 @@ class LinearLSCEFunction(torch.autograd.Function):
             c = slice(a, min(a + chunk_rows, num_rows))
             h, chunk = hidden[c], rows.take(c)
             # the chunk's logits z = h Wᵀ + b; they become ∂L/∂z in place
-            z = h @ lin_weight.T if lin_bias is None else torch.addmm(lin_bias, h, lin_weight.T)
+            z = (
+                h @ lin_weight.T
+                if lin_bias is None
+                else torch.addmm(lin_bias, h, lin_weight.T)
+            )
             result, chunk_d_target = loss_and_gradients(z, chunk, scale[c], z, need_t)
             row_loss[c] = result.loss
             # NaN or +inf logits in a counted row; −inf masks a class
             bad = bad | nonfinite_rows(result.z_max, chunk.valid).any()
             if not on_numpy(z):
-                # (the NumPy kernel does this itself) every chunk: a host sync to skip it
-                # would stall the GPU
+                # (the NumPy kernel does this itself) every chunk:
+                # a host sync to skip it would stall the GPU
                 rows_without_softmax(chunk, result.z_max, z)
             if d_target is not None and chunk_d_target is not None:
                 d_target[c] = chunk_d_target
@@ -89,9 +97,9 @@ class LinearLSCEFunction(torch.autograd.Function):
                 d_bias += z.sum(dim=0, dtype=dtype)
         if bool(bad):
             raise ValueError(
-                "the logits hidden @ lin_weightᵀ + lin_bias hold NaN or +inf in a row that "
-                "counts: hidden, lin_weight or lin_bias contains NaN or ±inf, or the product "
-                "overflows (lin_bias may hold −inf: that masks a class)"
+                "the logits hidden @ lin_weightᵀ + lin_bias hold NaN or +inf in a row "
+                "that counts: hidden, lin_weight or lin_bias contains NaN or ±inf, or "
+                "the product overflows (lin_bias may hold −inf: that masks a class)"
             )
         ctx.grads = (
             d_hidden,
@@ -130,34 +138,42 @@ def linear_label_smoothing_cross_entropy(
 ) -> Tensor:
     """LSCE of the logits ``hidden @ lin_weight.T + lin_bias``, never storing them.
 
-    hidden (..., H), lin_weight (K, H), lin_bias (K,) or None; target (...) class indices
-    or (..., K) probabilities; the other arguments as in
+    hidden (..., H), lin_weight (K, H), lin_bias (K,) or None; target (...) class
+    indices or (..., K) probabilities; the other arguments as in
     :func:`lsce_scratch.nn.functional.label_smoothing_cross_entropy`. Equal to that
-    function applied to the logits, with the extra memory of ``chunk_rows`` rows of logits
-    instead of all of them. Its gradients are computed in the forward, so 'none' (whose
-    upstream gradient is only known later) is not offered, and backward runs once. Under
-    ``torch.autocast`` the product runs in autocast's dtype and the loss comes back in
-    float32, as with ``F.linear`` followed by ``F.cross_entropy`` (or
+    function applied to the logits, with the extra memory of ``chunk_rows`` rows of
+    logits instead of all of them. Its gradients are computed in the forward, so 'none'
+    (whose upstream gradient is only known later) is not offered, and backward runs
+    once. Under ``torch.autocast`` the product runs in autocast's dtype and the loss
+    comes back in float32, as with ``F.linear`` followed by ``F.cross_entropy`` (or
     ``F.linear_cross_entropy``).
     """
     for name, t in (("hidden", hidden), ("lin_weight", lin_weight)):
         if not isinstance(t, Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor; got {type(t).__name__}")
-    if hidden.dim() < 1 or lin_weight.dim() != 2 or lin_weight.shape[1] != hidden.shape[-1]:
+            raise TypeError(
+                f"{name} must be a floating-point tensor; got {type(t).__name__}"
+            )
+    if (
+        hidden.dim() < 1
+        or lin_weight.dim() != 2
+        or lin_weight.shape[1] != hidden.shape[-1]
+    ):
         raise ValueError(
-            f"hidden must be (..., H) and lin_weight (K, H) with the same H; got shapes "
-            f"{tuple(hidden.shape)} and {tuple(lin_weight.shape)}"
+            "hidden must be (..., H) and lin_weight (K, H) with the same H; got "
+            f"shapes {tuple(hidden.shape)} and {tuple(lin_weight.shape)}"
         )
     num_classes = lin_weight.shape[0]
     if lin_bias is not None and (
         not isinstance(lin_bias, Tensor) or tuple(lin_bias.shape) != (num_classes,)
     ):
-        raise ValueError(f"lin_bias must be a tensor of shape ({num_classes},), one per class")
+        raise ValueError(
+            f"lin_bias must be a tensor of shape ({num_classes},), one per class"
+        )
     if reduction == "none":
         raise ValueError(
-            "reduction='none' is not offered by the fused linear loss: it computes the "
-            "gradients in the forward, before the per-row upstream gradient is known. Use "
-            "'sum' or 'mean', or the unfused label_smoothing_cross_entropy"
+            "reduction='none' is not offered by the fused linear loss: it computes "
+            "the gradients in the forward, before the per-row upstream gradient is "
+            "known. Use 'sum' or 'mean', or the unfused label_smoothing_cross_entropy"
         )
     device_type = hidden.device.type
     autocast = torch.is_autocast_enabled(device_type)
@@ -173,12 +189,24 @@ def linear_label_smoothing_cross_entropy(
     # zero stands in for the logits, which are never built
     stand_in = hidden.new_zeros(()).expand(hidden.shape[:-1] + (num_classes,))
     kind = validate(stand_in, target, epsilon, reduction, weight, ignore_index)
-    flat_target = target.reshape(-1).long() if kind == "index" else target.reshape(-1, num_classes)
+    flat_target = (
+        target.reshape(-1).long()
+        if kind == "index"
+        else target.reshape(-1, num_classes)
+    )
     itemsize = torch.finfo(compute_dtype(hidden.dtype)).bits // 8
-    budget = chunking.CUDA_FUSED_CHUNK_BYTES if hidden.is_cuda else chunking.FUSED_CHUNK_BYTES
+    budget = (
+        chunking.CUDA_FUSED_CHUNK_BYTES
+        if hidden.is_cuda
+        else chunking.FUSED_CHUNK_BYTES
+    )
     rows = chunk_rows or chunking.rows_per_chunk(num_classes, itemsize, budget)
     # our ops must run in the dtypes chosen above, not in autocast's
-    with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
+    with (
+        torch.autocast(device_type, enabled=False)
+        if autocast
+        else contextlib.nullcontext()
+    ):
         loss = LinearLSCEFunction.apply(
             hidden.reshape(-1, hidden.shape[-1]),
             lin_weight,

@@ -1,4 +1,5 @@
-"""Lesson 09's opt-ins: the gradient computed in the forward, and written over the logits.
+"""Lesson 09's opt-ins: the gradient computed in the forward,
+and written over the logits.
 
 :class:`LSCEGradInForward` is behind ``label_smoothing_cross_entropy(...,
 grad_in_forward=True)`` and ``inplace=True``.
@@ -20,13 +21,13 @@ class LSCEGradInForward(torch.autograd.Function):
     """LSCE whose forward also computes ∂L/∂logits; its backward only scales it.
 
     ``apply(logits, target, epsilon, weight, ignore_index, reduction, kind, inplace)``.
-    One read of the logits and one write of the gradient in all; the gradient (one tensor
-    the size of the logits) is held from the forward to the backward, which may run once.
-    With ``inplace=True`` the gradient is written over the logits themselves, so no
-    memory is added, but the logits' values are gone: any op that saved the logits for
-    its own backward would read gradients instead. The write bumps the logits' version
-    counter, so autograd raises ("modified by an inplace operation") instead of silently
-    computing wrong gradients (the Liger-Kernel #272 bug).
+    One read of the logits and one write of the gradient in all; the gradient (one
+    tensor the size of the logits) is held from the forward to the backward, which may
+    run once. With ``inplace=True`` the gradient is written over the logits themselves,
+    so no memory is added, but the logits' values are gone: any op that saved the logits
+    for its own backward would read gradients instead. The write bumps the logits'
+    version counter, so autograd raises ("modified by an inplace operation") instead of
+    silently computing wrong gradients (the Liger-Kernel #272 bug).
     """
 
     @staticmethod
@@ -42,7 +43,9 @@ class LSCEGradInForward(torch.autograd.Function):
         inplace: bool,
     ) -> Tensor:
         dtype = compute_dtype(logits.dtype)
-        rows = Rows.build(target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype)
+        rows = Rows.build(
+            target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype
+        )
         denominator = mean_denominator(reduction, rows.valid, rows.w_y, dtype)
         # the gradients for grad_output = 1; the backward multiplies by the real one
         scale = row_scale(
@@ -51,7 +54,9 @@ class LSCEGradInForward(torch.autograd.Function):
         grad = None
         if ctx.needs_input_grad[0]:
             grad = logits.detach() if inplace else empty_like(logits)
-        result, grad_target = loss_and_gradients(logits, rows, scale, grad, ctx.needs_input_grad[1])
+        result, grad_target = loss_and_gradients(
+            logits, rows, scale, grad, ctx.needs_input_grad[1]
+        )
         if inplace and grad is not None:
             # NumPy's and Triton's writes are invisible to autograd: bump the version
             torch.autograd.graph.increment_version(logits)

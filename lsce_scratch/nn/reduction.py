@@ -1,4 +1,5 @@
-"""The reductions 'none', 'sum' and 'mean', forward and backward, for every torch Function.
+"""The reductions 'none', 'sum' and 'mean', forward and backward,
+for every torch Function.
 
 'mean' over class indices divides by Σ_i w_y_i (each row's true-class weight) over the
 rows that count, over probability targets by the number of rows N, as PyTorch does; an
@@ -16,8 +17,8 @@ def mean_denominator(
     reduction: str, valid: Tensor, w_y: Tensor | None, dtype: torch.dtype
 ) -> Tensor | None:
     """The denominator of 'mean': Σ_i w_y_i over the rows that count (index targets, w_y
-    their true classes' weights), or N (probability targets, w_y None); NaN when it is 0,
-    as in PyTorch. None for 'sum' and 'none'."""
+    their true classes' weights), or N (probability targets, w_y None); NaN when it is
+    0, as in PyTorch. None for 'sum' and 'none'."""
     if reduction != "mean":
         return None
     if w_y is None:
@@ -28,16 +29,19 @@ def mean_denominator(
 
 
 def reduce(row_loss: Tensor, reduction: str, denominator: Tensor | None) -> Tensor:
-    """L from the ℓ_i: all of them ('none'), their sum, or their sum / the denominator."""
+    """L from the ℓ_i: all of them ('none'), their sum,
+    or their sum / the denominator."""
     if reduction == "none":
         return row_loss
     return row_loss.sum() if denominator is None else row_loss.sum() / denominator
 
 
 def row_scale(grad_output: Tensor, denominator: Tensor | None, valid: Tensor) -> Tensor:
-    """s_i = ∂L/∂ℓ_i for every row: grad_output through the reduction, 0 on ignored rows.
+    """s_i = ∂L/∂ℓ_i for every row:
+    grad_output through the reduction, 0 on ignored rows.
 
-    'mean' divides by the denominator; 'sum' passes grad_output on; 'none' has one per row.
+    'mean' divides by the denominator; 'sum' passes grad_output on;
+    'none' has one per row.
     """
     scale = grad_output if denominator is None else grad_output / denominator
     return torch.where(valid, scale, 0.0)

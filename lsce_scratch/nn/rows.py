@@ -1,8 +1,9 @@
 """What the fast torch paths know about each row besides its logits (lesson 09).
 
 The plain :class:`lsce_scratch.nn.function.LSCEFunction` builds the (N, K) matrix
-r = w ⊙ q. The fast paths never do for class indices: r = (ε/K)·w + (1 − ε)·w_y·onehot(y)
-is a broadcast and one entry per row, so a :class:`Rows` keeps y, w_y and S per row.
+r = w ⊙ q. The fast paths never do for class indices:
+r = (ε/K)·w + (1 − ε)·w_y·onehot(y) is a broadcast and one entry per row, so a
+:class:`Rows` keeps y, w_y and S per row.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from lsce_scratch.nn.validation import check_index_range, nonfinite_error, nonfinite_rows
+from lsce_scratch.nn.validation import (
+    check_index_range,
+    nonfinite_error,
+    nonfinite_rows,
+)
 from lsce_scratch.row_stats import SoftmaxStats
 
 
@@ -51,7 +56,8 @@ class Rows:
             total = (1.0 - epsilon) * weighted + epsilon / num_classes * w_sum
             return Rows(kind, epsilon, num_classes, dtype, valid, total, w, soft=t)
         valid = target != ignore_index
-        # an out-of-range index (caught later, see check_values) reads class 0, not beyond
+        # an out-of-range index (caught later, see check_values)
+        # reads class 0, not beyond
         y = torch.where(valid & (target >= 0) & (target < num_classes), target, 0)
         w_y = torch.ones(len(y), dtype=dtype, device=y.device) if w is None else w[y]
         # S = (1 − ε) w_y + (ε/K) Σ_k w_k
@@ -82,8 +88,9 @@ class Rows:
 def check_values(
     target: Tensor, rows: Rows, stats: SoftmaxStats[Tensor], ignore_index: int
 ) -> bool:
-    """Raise for NaN/+inf logits in counted rows or (on a GPU) a class index out of range;
-    return whether some row has no softmax (see rows_without_softmax). One host sync.
+    """Raise for NaN/+inf logits in counted rows or (on a GPU) a class index
+    out of range; return whether some row has no softmax (see
+    rows_without_softmax). One host sync.
 
     NaN or +inf in a row makes its maximum NaN or +inf, so the row statistics find them,
     even where an in-place gradient has overwritten the logits. A bad index was read as

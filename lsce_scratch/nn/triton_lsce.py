@@ -18,9 +18,10 @@ The default path runs the first in the forward and the second in the backward; t
 gradient in the forward runs both in the forward. The output may be the logits
 themselves: each program reads its block before it writes it.
 
-Only exp is used inside the kernels: log1p(rest) and the loss are O(N) and are computed
-in torch, in float32, with the same formulas as the CPU path. Index targets only; float32,
-float16 and bfloat16 logits (float64 and probability targets use the torch path).
+Only exp is used inside the kernels: log1p(rest) and the loss are O(N) and are
+computed in torch, in float32, with the same formulas as the CPU path. Index
+targets only; float32, float16 and bfloat16 logits (float64 and probability targets
+use the torch path).
 """
 
 from __future__ import annotations
@@ -44,21 +45,24 @@ def _config(num_classes: int) -> tuple[int, int]:
 # --8<-- [start:statistics-kernel]
 @triton.jit
 def _statistics_kernel(
-    z_ptr, z_stride, w_ptr, max_ptr, arg_ptr, rest_ptr, gap_ptr, num_classes, num_blocks,
-    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
+    z_ptr, z_stride, w_ptr, max_ptr, arg_ptr, rest_ptr, gap_ptr, num_classes,
+    num_blocks, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """The state of one block of one row: (max, its index, rest, gap)."""
     row = tl.program_id(0).to(tl.int64)
     block = tl.program_id(1)
     cols = block * BLOCK + tl.arange(0, BLOCK)
     inside = cols < num_classes
-    x = tl.load(z_ptr + row * z_stride + cols, mask=inside, other=float("-inf")).to(tl.float32)
+    x = tl.load(z_ptr + row * z_stride + cols, mask=inside, other=float("-inf")).to(
+        tl.float32
+    )
     m = tl.max(x, axis=0)
     where = block * BLOCK + tl.argmax(x, axis=0, tie_break_left=True)
     # tl.max may drop a NaN: make the block's max NaN then, so that the host finds it
     m = tl.where(tl.max((x != x).to(tl.int32), axis=0) > 0, float("nan"), m)
-    # a block whose classes are all masked (−inf) is shifted by 0, not by −inf (−inf − (−inf)
-    # is NaN): its exponentials are 0 and its gap is Σ a_k·∞ (NaN where an a_k = 0)
+    # a block whose classes are all masked (−inf) is shifted by 0, not by −inf
+    # (−inf − (−inf) is NaN): its exponentials are 0 and its gap is Σ a_k·∞
+    # (NaN where an a_k = 0)
     shift = tl.where(m == float("-inf"), 0.0, m)
     if HAS_WEIGHT:
         a = tl.load(w_ptr + cols, mask=inside, other=0.0).to(tl.float32)
@@ -88,15 +92,20 @@ def _merge_blocks(
     z_max, winner = block_max.max(dim=1)
     # a block whose classes are all masked has no max term, and its gap holds Σ a_k·∞
     masked = block_max == -torch.inf
-    # every other block's terms, its own max term included, rescaled by exp(max − z_max) ≤ 1;
-    # the winning block keeps its rest alone, so the row's max term stays out
+    # every other block's terms, its own max term included, rescaled by
+    # exp(max − z_max) ≤ 1; the winning block keeps its rest alone, so the
+    # row's max term stays out
     shrink = torch.where(masked, 0.0, torch.exp(block_max - z_max[:, None]))
     scaled = (rest + 1.0) * shrink
     scaled.scatter_(1, winner[:, None], rest.gather(1, winner[:, None]))
     # Σ_k a_k (z_max − z_k) = Σ_blocks [gap_b + mass_b (z_max − max_b)], all terms ≥ 0
-    row_gap = (gap + torch.where(masked, 0.0, mass * (z_max[:, None] - block_max))).sum(dim=1)
+    row_gap = (gap + torch.where(masked, 0.0, mass * (z_max[:, None] - block_max))).sum(
+        dim=1
+    )
     argmax = where.gather(1, winner[:, None])[:, 0].long()
-    return SoftmaxState(z_max, argmax, scaled.sum(dim=1), row_gap, mass.sum(dim=1).expand_as(z_max))
+    return SoftmaxState(
+        z_max, argmax, scaled.sum(dim=1), row_gap, mass.sum(dim=1).expand_as(z_max)
+    )
 
 
 # --8<-- [end:merge]
@@ -105,8 +114,9 @@ def _merge_blocks(
 # --8<-- [start:gradient-kernel]
 @triton.jit
 def _gradient_kernel(
-    z_ptr, z_stride, g_ptr, g_stride, w_ptr, max_ptr, arg_ptr, y_ptr, coef_ptr, smooth_ptr,
-    true_ptr, m_val_ptr, num_classes, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
+    z_ptr, z_stride, g_ptr, g_stride, w_ptr, max_ptr, arg_ptr, y_ptr, coef_ptr,
+    smooth_ptr, true_ptr, m_val_ptr, num_classes,
+    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """Write the gradient of one block of one row."""
     row = tl.program_id(0).to(tl.int64)
@@ -119,7 +129,10 @@ def _gradient_kernel(
     else:
         w = 1.0
     # (S p − r)·s with S p = c·exp(z − z_max) and r = (ε/K) w + (1 − ε) w_y onehot(y)
-    g = tl.load(coef_ptr + row) * tl.exp(x - tl.load(max_ptr + row)) - tl.load(smooth_ptr + row) * w
+    g = (
+        tl.load(coef_ptr + row) * tl.exp(x - tl.load(max_ptr + row))
+        - tl.load(smooth_ptr + row) * w
+    )
     g = tl.where(cols == tl.load(y_ptr + row), g - tl.load(true_ptr + row), g)
     # at m the cancellation-free value computed from rest
     g = tl.where(cols == tl.load(arg_ptr + row), tl.load(m_val_ptr + row), g)
@@ -138,19 +151,23 @@ def statistics(z: Tensor, w: Tensor | None) -> SoftmaxState[Tensor]:
     w = None if w is None else w.contiguous()
     block, warps = _config(num_classes)
     blocks = triton.cdiv(num_classes, block)
-    parts = [torch.empty(n, blocks, device=z.device, dtype=torch.float32) for _ in range(3)]
+    parts = [
+        torch.empty(n, blocks, device=z.device, dtype=torch.float32) for _ in range(3)
+    ]
     block_max, rest, gap = parts
     where = torch.empty(n, blocks, device=z.device, dtype=torch.int32)
     if n == 0:
         empty = torch.empty(0, device=z.device, dtype=torch.float32)
         return SoftmaxState(empty, empty.long(), empty, empty, empty)
     _statistics_kernel[(n, blocks)](
-        z, z.stride(0), z if w is None else w, block_max, where, rest, gap, num_classes, blocks,
-        HAS_WEIGHT=w is not None, BLOCK=block, num_warps=warps,
+        z, z.stride(0), z if w is None else w, block_max, where, rest, gap, num_classes,
+        blocks, HAS_WEIGHT=w is not None, BLOCK=block, num_warps=warps,
     )  # fmt: skip
     # Σ_k a_k over each block: the class weights' block sums, or the block's class count
     a = torch.ones(num_classes, device=z.device) if w is None else w.float()
-    mass = torch.nn.functional.pad(a, (0, blocks * block - num_classes)).view(blocks, block)
+    mass = torch.nn.functional.pad(a, (0, blocks * block - num_classes)).view(
+        blocks, block
+    )
     return _merge_blocks(block_max, where, rest, gap, mass.sum(dim=1)[None, :])
 
 
@@ -162,7 +179,8 @@ def gradient(
     terms: IndexTerms,
     out: Tensor,
 ) -> Tensor:
-    """Write the gradient of z's rows into ``out`` (which may be z itself); see the module."""
+    """Write the gradient of z's rows into ``out`` (which may be z itself);
+    see the module."""
     n, num_classes = z.shape
     block, warps = _config(num_classes)
     w = None if w is None else w.contiguous()

@@ -1,4 +1,5 @@
-"""The argument checks of the NumPy core, on tensors: the same errors, the same messages.
+"""The argument checks of the NumPy core, on tensors: the same errors,
+the same messages.
 
 :mod:`lsce_scratch._validation` holds the checks themselves; this module computes the
 facts they take (shapes, dtype names, a few reduced numbers) from torch tensors.
@@ -13,7 +14,8 @@ from lsce_scratch import _validation as check
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    """'float32' rather than 'torch.float32', so messages read as the NumPy core's do."""
+    """'float32' rather than 'torch.float32',
+    so messages read as the NumPy core's do."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -45,7 +47,10 @@ def validate(
             f"{type(target).__name__}. For NumPy arrays use lsce_scratch.lsce_forward"
         )
     num_classes = check.check_logits(
-        logits.shape, dtype_name(logits.dtype), logits.is_floating_point(), "logits.float()"
+        logits.shape,
+        dtype_name(logits.dtype),
+        logits.is_floating_point(),
+        "logits.float()",
     )
     kind = check.target_kind(
         logits.shape,
@@ -63,7 +68,8 @@ def validate(
         if not defer_index_check:
             check_index_range(target, num_classes, ignore_index)
     else:
-        # detached: a target that requires grad must not warn about float() of a graph node
+        # detached: a target that requires grad must not warn about
+        # float() of a graph node
         probabilities = target.detach()
         finite = bool(torch.isfinite(probabilities).all())
         minimum = float(probabilities.min()) if target.numel() else 0.0
@@ -91,8 +97,9 @@ def check_index_range(target: Tensor, num_classes: int, ignore_index: int) -> No
 
 
 def nonfinite_rows(z_max: Tensor, valid: Tensor) -> Tensor:
-    """The rows that count and hold NaN or +inf: exactly those whose maximum is NaN or +inf
-    (NaN compares False, so NaN and +inf fail z_max < inf; finite and −inf pass)."""
+    """The rows that count and hold NaN or +inf: exactly those whose maximum
+    is NaN or +inf (NaN compares False, so NaN and +inf fail z_max < inf;
+    finite and −inf pass)."""
     return valid & ~(z_max < torch.inf)
 
 

@@ -22,7 +22,11 @@ def test_logsumexp_matches_torch(impl, axis):
         _torch_lse(x, axis),
         1e-12,
         f"logsumexp(x, axis={axis})",
-        mistakes={"the axis argument is ignored (it sums over the last axis)": _torch_lse(x, -1)}
+        mistakes={
+            "the axis argument is ignored (it sums over the last axis)": _torch_lse(
+                x, -1
+            )
+        }
         if axis != -1
         else None,
         x=x,
@@ -38,7 +42,9 @@ def test_logsumexp_survives_overflow_and_underflow(impl, value):
     with np.errstate(all="ignore"):
         got = logsumexp(x)
     if not np.isfinite(got):
-        kind = "overflowed to inf" if value > 0 else "underflowed to 0, and log(0) = -inf"
+        kind = (
+            "overflowed to inf" if value > 0 else "underflowed to 0, and log(0) = -inf"
+        )
         raise Diagnosis(
             f"logsumexp(x) returned {got} for x = {x}: exp {kind}. Shift by the max first: "
             f"lse(x) = m + log Σ exp(x − m) (expected {expected})"
@@ -114,7 +120,9 @@ def test_log_softmax_rows_are_log_distributions(impl):
     log_softmax = impl()
     x = random_logits(np.random.default_rng(13), (5,), 4, scale=50.0)
     total = np.exp(log_softmax(x)).sum(axis=-1)
-    assert_close(total, np.ones(5), 1e-12, "Σ_k exp(log_softmax(x))_k in every row", x=x)
+    assert_close(
+        total, np.ones(5), 1e-12, "Σ_k exp(log_softmax(x))_k in every row", x=x
+    )
 
 
 @pytest.mark.ex1_2

@@ -19,7 +19,9 @@ def test_rel_error_is_the_largest_elementwise_ratio(impl):
         1e-12,
         "rel_error(a, b)",
         mistakes={
-            "that is the mean of the ratios, not their maximum": np.mean([0, 0.2 / 4.2, 1 / 3]),
+            "that is the mean of the ratios, not their maximum": np.mean(
+                [0, 0.2 / 4.2, 1 / 3]
+            ),
             "that is max|a − b| / max(|a| + |b|), not the largest ratio": 0.2 / 4.2,
             "the denominator should be |a| + |b|, not |b|": 0.5,
         },
@@ -45,7 +47,9 @@ def test_rel_error_compares_arrays_of_any_shape(impl):
     a = np.array([[1.0, -2.0], [0.5, 4.0]])
     b = np.array([[1.0, -2.0], [0.5, 3.0]])
     got = rel_error(a, b)
-    assert isinstance(got, float), f"rel_error must return a float; got {type(got).__name__}"
+    assert isinstance(got, float), (
+        f"rel_error must return a float; got {type(got).__name__}"
+    )
     assert_close(got, 1 / 7, 1e-12, "rel_error(a, b) of 2 × 2 arrays", a=a, b=b)
 
 
@@ -65,7 +69,9 @@ def test_rel_error_of_empty_arrays_is_zero(impl):
 def test_rel_error_refuses_different_shapes(impl):
     rel_error = impl()
     with pytest.raises(ValueError, match="shape"):
-        got = rel_error(np.ones(3), np.ones((2, 3)))  # these would broadcast without a check
+        got = rel_error(
+            np.ones(3), np.ones((2, 3))
+        )  # these would broadcast without a check
         raise Diagnosis(
             f"rel_error(ones(3), ones((2, 3))) returned {got}: it must raise ValueError naming "
             f"the shapes, since arrays of different shapes are not two versions of one gradient"
@@ -99,7 +105,9 @@ def test_numerical_gradient_of_a_cubic(impl):
         1e-8,
         "numerical_gradient(f, x) of f(x) = Σ c·x³",
         mistakes={
-            "that is a one-sided difference (f(x+h) − f(x)) / h": _one_sided(_cubic, x, 1e-5)
+            "that is a one-sided difference (f(x+h) − f(x)) / h": _one_sided(
+                _cubic, x, 1e-5
+            )
         },
         x=x,
     )
@@ -142,7 +150,9 @@ def test_numerical_gradient_uses_the_given_h(impl):
         expected,
         1e-9,
         "numerical_gradient(Σ x⁴, x, h=0.1)",
-        mistakes={"the step h is ignored: use the h you are given": 4 * x**3 + 4 * x * 1e-10},
+        mistakes={
+            "the step h is ignored: use the h you are given": 4 * x**3 + 4 * x * 1e-10
+        },
         x=x,
     )
 

@@ -50,7 +50,9 @@ def test_forward_of_uniform_logits_is_log_k(impl):
     forward = impl()
     z, y = np.full((4, 7), 3.0), np.array([0, 6, 2, 3])
     loss, _ = forward(z, y)
-    assert_close(loss, np.log(7), 1e-12, "uniform logits must give log K", logits=z, target=y)
+    assert_close(
+        loss, np.log(7), 1e-12, "uniform logits must give log K", logits=z, target=y
+    )
 
 
 @pytest.mark.ex3_1
@@ -66,7 +68,9 @@ def test_forward_is_finite_for_huge_logits(impl):
             f"log_softmax from 1.2"
         )
     expected = torch_lsce(z * 1000, y, 0.0).loss
-    assert_close(loss, expected, 1e-12, "cross_entropy_forward(logits × 1000)", logits=z * 1000)
+    assert_close(
+        loss, expected, 1e-12, "cross_entropy_forward(logits × 1000)", logits=z * 1000
+    )
 
 
 @pytest.mark.ex3_1
@@ -95,15 +99,20 @@ def test_forward_keeps_the_logits_dtype(impl, dtype):
             f"loss: keep the logits' dtype"
         )
     expected = torch_lsce(z.astype(dtype).astype(np.float64), y, 0.0).loss
-    assert_close(loss, expected, 1e-5, "cross_entropy_forward(logits)", logits=z.astype(dtype))
+    assert_close(
+        loss, expected, 1e-5, "cross_entropy_forward(logits)", logits=z.astype(dtype)
+    )
 
 
-def _backward_mistakes(z: np.ndarray, y: np.ndarray, dloss: float) -> dict[str, np.ndarray]:
+def _backward_mistakes(
+    z: np.ndarray, y: np.ndarray, dloss: float
+) -> dict[str, np.ndarray]:
     n = len(y)
     p_minus_onehot = np.exp(_log_p(z)) - np.eye(z.shape[-1])[y]
     return {
         "the 1/N of the mean is missing: divide every row by N": dloss * p_minus_onehot,
-        "the upstream dloss is ignored: multiply the gradient by it": p_minus_onehot / n,
+        "the upstream dloss is ignored: multiply the gradient by it": p_minus_onehot
+        / n,
         "the sign is flipped: ∂ℓ/∂z = p − onehot(y), not onehot(y) − p": (
             -dloss * p_minus_onehot / n
         ),

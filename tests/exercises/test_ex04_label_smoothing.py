@@ -34,7 +34,9 @@ def _value_error(
     cause = returned(got)
     if cause:
         raise Diagnosis(f"{what} returned {show(got)}: {cause}")
-    raise Diagnosis(f"{what} returned instead of raising ValueError: {why}\ngot {show(got)}")
+    raise Diagnosis(
+        f"{what} returned instead of raising ValueError: {why}\ngot {show(got)}"
+    )
 
 
 @pytest.mark.ex4_1
@@ -101,11 +103,15 @@ def test_others_with_eps_equals_all_with_eps_k_over_k_minus_1(impl):
 @pytest.mark.parametrize("leading", [(), (0,), (3, 2)])
 def test_smooth_labels_has_shape_target_shape_plus_k_in_float64(impl, leading):
     smooth_labels = impl()
-    target = random_index_targets(np.random.default_rng(42), leading, 4).astype(np.int32)
+    target = random_index_targets(np.random.default_rng(42), leading, 4).astype(
+        np.int32
+    )
     q = smooth_labels(target, 4, 0.1)
     got_dtype = getattr(q, "dtype", type(q).__name__)
     if np.shape(q) == leading + (4,) and got_dtype != np.float64:
-        raise Diagnosis(f"smooth_labels of int32 targets returned {got_dtype}: q is float64")
+        raise Diagnosis(
+            f"smooth_labels of int32 targets returned {got_dtype}: q is float64"
+        )
     assert_close(
         q,
         _targets(target, 4, 0.9 + 0.025, 0.025),
@@ -129,7 +135,9 @@ def test_smooth_labels_accepts_eps_0_and_1(impl, epsilon):
             f"in [0, 1], both ends included"
         ) from None
     what = f"smooth_labels([1, 0], K=3, ε={epsilon})"
-    assert_close(q_all, _targets(y, 3, 1 - epsilon + epsilon / 3, epsilon / 3), 1e-15, what)
+    assert_close(
+        q_all, _targets(y, 3, 1 - epsilon + epsilon / 3, epsilon / 3), 1e-15, what
+    )
     expected = _targets(y, 3, 1 - epsilon, epsilon / 2)
     assert_close(q_others, expected, 1e-15, what + " with spread='others'")
 
@@ -150,7 +158,9 @@ def test_smooth_labels_rejects_bad_arguments(impl, epsilon, index):
             )
         return None
 
-    _value_error(lambda: smooth_labels(np.array([index]), 4, epsilon), what, why, wrapped)
+    _value_error(
+        lambda: smooth_labels(np.array([index]), 4, epsilon), what, why, wrapped
+    )
 
 
 @pytest.mark.ex4_1
@@ -195,7 +205,9 @@ def test_loss_matches_torch(impl, reduction, epsilon):
     nll = _rows(z, _targets(y, k, 1.0, 0.0))
     mistakes = {
         "the smoothing term is ε·mean_k(−log p_k), not ε·Σ_k(−log p_k): divide it by K": (
-            _reduced(nll * (1 - epsilon) + epsilon * _rows(z, np.ones((6, k))), reduction)
+            _reduced(
+                nll * (1 - epsilon) + epsilon * _rows(z, np.ones((6, k))), reduction
+            )
         ),
         "ε is ignored: that is plain cross-entropy": _reduced(nll, reduction),
         "that is the spread='others' target (ε/(K − 1) to the wrong classes): "
@@ -206,7 +218,9 @@ def test_loss_matches_torch(impl, reduction, epsilon):
     if reduction == "sum":
         mistakes["reduction='sum' returned the mean: add the rows up"] = rows.mean()
     if reduction == "mean":
-        mistakes["reduction='mean' returned the sum: divide by the number of examples"] = rows.sum()
+        mistakes[
+            "reduction='mean' returned the sum: divide by the number of examples"
+        ] = rows.sum()
     assert_close(
         got,
         expected,
@@ -251,7 +265,9 @@ def test_loss_keeps_the_logits_dtype(impl, dtype):
                 f"(smooth_labels gives float64 q: cast q, or the result)"
             )
         expected = torch_lsce(z.astype(np.float64), y, 0.1, reduction=reduction).loss
-        assert_close(got, expected, 1e-5, f"reduction={reduction!r}", logits=z, target=y)
+        assert_close(
+            got, expected, 1e-5, f"reduction={reduction!r}", logits=z, target=y
+        )
 
 
 @pytest.mark.ex4_2

@@ -64,8 +64,16 @@ def test_forward_keeps_the_logits_dtype(impl, dtype):
                 f"lsce_forward of {np.dtype(dtype)} logits, reduction={reduction!r}, returned a "
                 f"{_dtype_of(loss)} loss: keep the logits' dtype (smooth_labels gives float64 q)"
             )
-        expected = torch_lsce(z.astype(dtype).astype(np.float64), y, 0.1, reduction=reduction)
-        assert_close(loss, expected.loss, 1e-5, f"lsce_forward, reduction={reduction!r}", logits=z)
+        expected = torch_lsce(
+            z.astype(dtype).astype(np.float64), y, 0.1, reduction=reduction
+        )
+        assert_close(
+            loss,
+            expected.loss,
+            1e-5,
+            f"lsce_forward, reduction={reduction!r}",
+            logits=z,
+        )
 
 
 @pytest.mark.ex5_1
@@ -126,9 +134,9 @@ def test_backward_matches_torch(impl, reduction, leading):
     }
     if reduction == "mean":
         n = int(np.prod(leading))
-        mistakes[f"the 1/N of 'mean' is missing: divide by the number of rows N = {n}"] = (
-            torch_lsce(z, y, 0.1, reduction="sum", dloss=expected.dloss).grad
-        )
+        mistakes[
+            f"the 1/N of 'mean' is missing: divide by the number of rows N = {n}"
+        ] = torch_lsce(z, y, 0.1, reduction="sum", dloss=expected.dloss).grad
     assert_close(
         got,
         expected.grad,
@@ -151,7 +159,9 @@ def test_backward_passes_a_gradient_check(impl, epsilon):
     z, y = rng.normal(size=(4, 3)) * 2.0, random_index_targets(rng, (4,), 3)
     _, cache = forward(z, y, epsilon, reduction="sum")
     analytic = backward(np.asarray(1.0), cache)
-    numeric = numerical_gradient(lambda x: float(forward(x, y, epsilon, reduction="sum")[0]), z)
+    numeric = numerical_gradient(
+        lambda x: float(forward(x, y, epsilon, reduction="sum")[0]), z
+    )
     error = rel_error(analytic, numeric)
     assert error < 1e-7, (
         f"lsce_backward(1.0, cache), ε={epsilon}, reduction='sum': rel_error {error:.1e} "
@@ -167,7 +177,9 @@ def test_backward_keeps_the_logits_dtype(impl, dtype):
     z, y = _case(59)
     for reduction in ("mean", "none"):
         _, cache = forward(z.astype(dtype), y, 0.1, reduction=reduction)
-        expected = torch_lsce(z.astype(dtype).astype(np.float64), y, 0.1, reduction=reduction)
+        expected = torch_lsce(
+            z.astype(dtype).astype(np.float64), y, 0.1, reduction=reduction
+        )
         grad = backward(expected.dloss, cache)
         if _dtype_of(grad) != dtype:
             raise Diagnosis(
@@ -175,7 +187,9 @@ def test_backward_keeps_the_logits_dtype(impl, dtype):
                 f"{_dtype_of(grad)}: the gradient must have the logits' dtype (a float64 dloss "
                 f"or q makes the result float64: cast it)"
             )
-        assert_close(grad, expected.grad, 1e-5, f"lsce_backward, reduction={reduction!r}")
+        assert_close(
+            grad, expected.grad, 1e-5, f"lsce_backward, reduction={reduction!r}"
+        )
 
 
 @pytest.mark.ex5_2
@@ -214,7 +228,9 @@ def _per_row(dloss: np.ndarray, reduction: str, denominator: float) -> np.ndarra
     return dloss / denominator if reduction == "mean" else dloss
 
 
-def _check_ignored_rows(grad: np.ndarray, valid: np.ndarray, what: str, ignore_index: int):
+def _check_ignored_rows(
+    grad: np.ndarray, valid: np.ndarray, what: str, ignore_index: int
+):
     if grad.shape[:1] == valid.shape and np.any(grad[~valid] != 0):
         raise Diagnosis(
             f"{what}: the ignored rows (target = {ignore_index}) got a nonzero gradient; they "
@@ -260,7 +276,8 @@ def test_weights_and_ignore_index_match_torch(impl, reduction):
         "the gradient of a row is S·p − r with S = Σ_k r_k: p − r assumes S = 1, which the "
         "weights break": np.where(valid[:, None], p - r, 0.0) * scale,
         "the weights are missing from the gradient: with r = w ⊙ q it is S·p − r, not p − q": (
-            np.where(valid[:, None], p - _smoothed(np.where(valid, y, 0), 4, 0.2), 0.0) * scale
+            np.where(valid[:, None], p - _smoothed(np.where(valid, y, 0), 4, 0.2), 0.0)
+            * scale
         ),
     }
     if reduction == "mean":
@@ -377,8 +394,12 @@ def test_confident_float32_true_class_gradient(impl, delta):
     _, cache = forward(z32, y, 0.0, reduction="sum")
     got = backward(np.asarray(1.0, dtype=np.float32), cache)
     if _dtype_of(got) != np.float32:
-        raise Diagnosis(f"the gradient must have the logits' dtype, float32; got {_dtype_of(got)}")
-    expected = torch_lsce(z32.astype(np.float64), y, 0.0, reduction="sum", dloss=1.0).grad
+        raise Diagnosis(
+            f"the gradient must have the logits' dtype, float32; got {_dtype_of(got)}"
+        )
+    expected = torch_lsce(
+        z32.astype(np.float64), y, 0.0, reduction="sum", dloss=1.0
+    ).grad
     rows = np.arange(3)
     true_got, true_expected = got[rows, y].astype(np.float64), expected[rows, y]
     error = np.max(np.abs(true_got - true_expected) / np.abs(true_expected))

@@ -27,7 +27,9 @@ def _logits(seed: int, n: int = 6, dtype: torch.dtype = torch.float64) -> torch.
 
 def _soft_targets(seed: int, n: int = 6) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.softmax(torch.randn(n, K, generator=g, dtype=torch.float64) * 2, dim=-1)
+    return torch.softmax(
+        torch.randn(n, K, generator=g, dtype=torch.float64) * 2, dim=-1
+    )
 
 
 def _upstream(reduction: str, n: int = 6) -> torch.Tensor:
@@ -41,21 +43,31 @@ def _kind(target: torch.Tensor) -> str:
     return "soft" if target.is_floating_point() else "index"
 
 
-def _your_gradient(function, z, target, epsilon, weight, ignore_index, reduction, upstream):
+def _your_gradient(
+    function, z, target, epsilon, weight, ignore_index, reduction, upstream
+):
     """Run the forward, then call the learner's backward as autograd would; check what it
     returns (a tuple of 7, None but the first, the logits' dtype and shape)."""
     z = z.detach().clone().requires_grad_(True)
-    loss = function.apply(z, target, epsilon, weight, ignore_index, reduction, _kind(target))
+    loss = function.apply(
+        z, target, epsilon, weight, ignore_index, reduction, _kind(target)
+    )
     with torch.no_grad():
         grads = loss.grad_fn.apply(upstream.to(loss.dtype))
     if not isinstance(grads, tuple) or len(grads) != 7:
-        got = f"a tuple of {len(grads)}" if isinstance(grads, tuple) else type(grads).__name__
+        got = (
+            f"a tuple of {len(grads)}"
+            if isinstance(grads, tuple)
+            else type(grads).__name__
+        )
         raise Diagnosis(
             f"backward returned {got}: it must return one gradient per input of forward, "
             f"(∂L/∂logits, None, None, None, None, None, None)"
         )
     if not isinstance(grads[0], torch.Tensor):
-        raise Diagnosis(f"backward's first gradient is {type(grads[0]).__name__}, not a tensor")
+        raise Diagnosis(
+            f"backward's first gradient is {type(grads[0]).__name__}, not a tensor"
+        )
     extra = [i for i, g in enumerate(grads[1:], start=1) if g is not None]
     if extra:
         raise Diagnosis(
@@ -110,7 +122,11 @@ def _closed_form(
     """(S·p − r) through the reduction; the keywords leave a piece out, as a mistake would."""
     z = z.detach().double()
     p = torch.softmax(z, dim=-1)
-    w = weight if weight is not None and weighted else torch.ones(K, dtype=torch.float64)
+    w = (
+        weight
+        if weight is not None and weighted
+        else torch.ones(K, dtype=torch.float64)
+    )
     if _kind(target) == "index":
         valid = target != ignore_index
         y = torch.where(valid, target, 0)
@@ -130,11 +146,17 @@ def _closed_form(
     return grad * upstream
 
 
-def _check(function, z, target, epsilon=0.1, weight=None, ignore_index=-100, reduction="mean"):
+def _check(
+    function, z, target, epsilon=0.1, weight=None, ignore_index=-100, reduction="mean"
+):
     """Compare the learner's gradient with PyTorch's, naming the mistakes it matches."""
     upstream = _upstream(reduction, len(z))
-    got = _your_gradient(function, z, target, epsilon, weight, ignore_index, reduction, upstream)
-    expected = _torch_gradient(z, target, epsilon, weight, ignore_index, reduction, upstream)
+    got = _your_gradient(
+        function, z, target, epsilon, weight, ignore_index, reduction, upstream
+    )
+    expected = _torch_gradient(
+        z, target, epsilon, weight, ignore_index, reduction, upstream
+    )
     inputs = {"logits": z, "target": target, "grad_output": upstream}
     if weight is not None:
         inputs["weight"] = weight
@@ -147,7 +169,9 @@ def _check(function, z, target, epsilon=0.1, weight=None, ignore_index=-100, red
         ignored = target == ignore_index
         if ignored.any() and got[ignored].abs().max() > 0:
             row = int(torch.nonzero(ignored)[0])
-            as_minus_100 = _closed_form(z, target, epsilon, weight, -100, reduction, upstream)
+            as_minus_100 = _closed_form(
+                z, target, epsilon, weight, -100, reduction, upstream
+            )
             if ignore_index != -100 and torch.allclose(got, as_minus_100, rtol=1e-10):
                 raise Diagnosis(
                     f"{call}: ignore_index is taken as -100: read it from ctx.options (here "
@@ -162,15 +186,15 @@ def _check(function, z, target, epsilon=0.1, weight=None, ignore_index=-100, red
     args = (z, target, epsilon, weight, ignore_index, reduction, upstream)
     mistakes = {}
     if reduction == "mean":
-        mistakes["the 'mean' is not divided by the saved denominator (that is the 'sum')"] = (
-            _closed_form(*args[:5], "sum", upstream)
-        )
-    mistakes["grad_output is ignored: scale the gradient by it (row by row for 'none')"] = (
-        _closed_form(*args[:6], torch.ones_like(upstream))
-    )
+        mistakes[
+            "the 'mean' is not divided by the saved denominator (that is the 'sum')"
+        ] = _closed_form(*args[:5], "sum", upstream)
+    mistakes[
+        "grad_output is ignored: scale the gradient by it (row by row for 'none')"
+    ] = _closed_form(*args[:6], torch.ones_like(upstream))
     if epsilon > 0 and index:
-        mistakes["ε is ignored: that is the gradient of plain cross-entropy"] = _torch_gradient(
-            z, target, 0.0, weight, ignore_index, reduction, upstream
+        mistakes["ε is ignored: that is the gradient of plain cross-entropy"] = (
+            _torch_gradient(z, target, 0.0, weight, ignore_index, reduction, upstream)
         )
     if weight is not None:
         mistakes[
@@ -181,9 +205,9 @@ def _check(function, z, target, epsilon=0.1, weight=None, ignore_index=-100, red
             weighted=False,
             divisor=_denominator(target, weight, ignore_index) if index else None,
         )
-        mistakes["the class weights are ignored (in r and in the mean's denominator)"] = (
-            _closed_form(*args, weighted=False)
-        )
+        mistakes[
+            "the class weights are ignored (in r and in the mean's denominator)"
+        ] = _closed_form(*args, weighted=False)
         if reduction == "mean" and index:
             counted = int((target != ignore_index).sum())
             mistakes[
@@ -195,9 +219,9 @@ def _check(function, z, target, epsilon=0.1, weight=None, ignore_index=-100, red
                 f"them (the saved denominator)"
             ] = _closed_form(*args, divisor=counted)
     if not index and epsilon > 0:
-        mistakes["probability targets are smoothed too: r = w ⊙ ((1 − ε)·t + ε/K), not w ⊙ t"] = (
-            _closed_form(*args, smooth_soft=False)
-        )
+        mistakes[
+            "probability targets are smoothed too: r = w ⊙ ((1 − ε)·t + ε/K), not w ⊙ t"
+        ] = _closed_form(*args, smooth_soft=False)
     assert_close(
         got.numpy(),
         expected.numpy(),
@@ -242,7 +266,9 @@ def test_gradient_of_probability_targets_without_weights(impl):
 def test_ignore_index_comes_from_the_options(impl, reduction):
     # ignore_index = 3 is a real class: rows of class 3 are the ignored ones
     target = torch.tensor([1, 3, 0, 3, 2, 4])
-    _check(impl(), _logits(67), target, 0.1, WEIGHT, ignore_index=3, reduction=reduction)
+    _check(
+        impl(), _logits(67), target, 0.1, WEIGHT, ignore_index=3, reduction=reduction
+    )
 
 
 @pytest.mark.ex6_1

@@ -30,7 +30,9 @@ def _backward(layer, x: np.ndarray, dout: np.ndarray) -> np.ndarray:
             "optimiser updates the parameters"
         )
     if dx is None:
-        raise Diagnosis("Linear.backward returned None: return ∂L/∂x = dout Wᵀ (N × D_in)")
+        raise Diagnosis(
+            "Linear.backward returned None: return ∂L/∂x = dout Wᵀ (N × D_in)"
+        )
     return dx
 
 
@@ -47,7 +49,8 @@ def test_linear_backward_matches_torch_autograd(impl):
         1e-12,
         "self.dW after backward(dout, x), W of shape (5, 3)",
         mistakes={
-            "dW is transposed: ∂L/∂W = xᵀ dout has W's shape (D_in × D_out)": dout.T @ x,
+            "dW is transposed: ∂L/∂W = xᵀ dout has W's shape (D_in × D_out)": dout.T
+            @ x,
             "dW is divided by the number of rows N: the loss's mean is already in dout": (
                 x.T @ dout / len(x)
             ),
@@ -63,7 +66,9 @@ def test_linear_backward_matches_torch_autograd(impl):
             "db is not summed over the rows: the bias is added to every row, so "
             "∂L/∂b = Σ_i dout_i, of shape (D_out,)": dout,
             "db is the mean over the rows; it is the sum Σ_i dout_i": dout.mean(axis=0),
-            "db is summed over the wrong axis: sum over the rows (axis=0)": dout.sum(axis=1),
+            "db is summed over the wrong axis: sum over the rows (axis=0)": dout.sum(
+                axis=1
+            ),
         },
         **inputs,
     )
@@ -73,7 +78,8 @@ def test_linear_backward_matches_torch_autograd(impl):
         1e-12,
         "the dx that backward(dout, x) returned",
         mistakes={
-            "dx is transposed: ∂L/∂x = dout Wᵀ has x's shape (N × D_in)": layer.W @ dout.T,
+            "dx is transposed: ∂L/∂x = dout Wᵀ has x's shape (N × D_in)": layer.W
+            @ dout.T,
         },
         **inputs,
     )
@@ -102,7 +108,8 @@ def test_linear_backward_matches_central_differences(impl):
         error = rel_error(analytic, numeric)
         assert error < 1e-7, (
             f"{name}: rel_error {error:.1e} against central differences (threshold 1e-7) for "
-            f"L = Σ (xW + b) ⊙ G\n" + got_expected(analytic, numeric, {"x": x, "G": upstream})
+            f"L = Σ (xW + b) ⊙ G\n"
+            + got_expected(analytic, numeric, {"x": x, "G": upstream})
         )
 
 
@@ -118,7 +125,9 @@ def test_a_second_backward_replaces_the_gradients(impl):
                 f"a second backward with the same dout doubled self.{name}: it adds to the "
                 f"old gradient (+=); set it (self.{name} = ...), each backward starts afresh"
             )
-        assert_close(second, first, 1e-12, f"self.{name} after a second, identical backward")
+        assert_close(
+            second, first, 1e-12, f"self.{name} after a second, identical backward"
+        )
 
 
 @pytest.mark.ex7_1
@@ -153,7 +162,8 @@ def _gradients(steps: int) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     rng = np.random.default_rng(74)
     start = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
     grads = [
-        [rng.standard_normal(p.shape) * rng.uniform(0.1, 5) for p in start] for _ in range(steps)
+        [rng.standard_normal(p.shape) * rng.uniform(0.1, 5) for p in start]
+        for _ in range(steps)
     ]
     return start, grads
 
@@ -168,7 +178,9 @@ def _torch_adam(start, grads) -> list[np.ndarray]:
     return [t.detach().numpy() for t in theirs]
 
 
-def _adam_variant(start, grads, *, correct=True, t_fixed=None, moments_kept=True, eps_inside=False):
+def _adam_variant(
+    start, grads, *, correct=True, t_fixed=None, moments_kept=True, eps_inside=False
+):
     """Adam in NumPy with one piece changed, as a mistake would change it."""
     params = [p.copy() for p in start]
     m = [np.zeros_like(p) for p in start]
@@ -205,7 +217,9 @@ def test_adam_matches_torch(impl, steps):
     adam, arrays = _run_yours(impl(), start, grads)
     expected = _torch_adam(start, grads)
     if all(np.array_equal(a, s) for a, s in zip(arrays, start, strict=True)):
-        moved = any(not np.array_equal(p, s) for p, s in zip(adam.params, start, strict=True))
+        moved = any(
+            not np.array_equal(p, s) for p, s in zip(adam.params, start, strict=True)
+        )
         how = (
             "you put new arrays into self.params (self.params[i] = ...)"
             if moved
@@ -230,9 +244,9 @@ def test_adam_matches_torch(impl, steps):
         ),
     }
     if steps > 1:
-        mistakes["the bias correction always uses t = 1: self.t must grow by one every step"] = (
-            _adam_variant(start, grads, t_fixed=1)
-        )
+        mistakes[
+            "the bias correction always uses t = 1: self.t must grow by one every step"
+        ] = _adam_variant(start, grads, t_fixed=1)
         mistakes[
             "self.m and self.v are not updated in place (m = ... rebinds a name): every step "
             "starts from zero moments. Write m[...] = ..."
@@ -293,7 +307,9 @@ def _check_gap(logit_gap, z, y, expected, what: str, rtol: float = 1e-12) -> Non
         )
     dtype = getattr(got, "dtype", type(got).__name__)
     if dtype != z.dtype:
-        raise Diagnosis(f"logit_gap of {z.dtype} logits returned {dtype}: keep the logits' dtype")
+        raise Diagnosis(
+            f"logit_gap of {z.dtype} logits returned {dtype}: keep the logits' dtype"
+        )
     rows = np.arange(len(y))
     mistakes = {
         "the maximum includes the true class: take max over k ≠ y (that is z_y − max_k z_k, "
@@ -305,9 +321,13 @@ def _check_gap(logit_gap, z, y, expected, what: str, rtol: float = 1e-12) -> Non
 
 @pytest.mark.ex7_3
 def test_logit_gap_by_hand(impl):
-    z = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0], [1.0, 1.0, 0.0], [-4.0, -9.0, -7.0]])
+    z = np.array(
+        [[3.0, 1.0, 2.0], [0.0, 5.0, -1.0], [1.0, 1.0, 0.0], [-4.0, -9.0, -7.0]]
+    )
     y = np.array([0, 2, 1, 0])
-    _check_gap(impl(), z, y, np.array([1.0, -6.0, 0.0, 3.0]), "logit_gap(z, y) (row 3 a tie)")
+    _check_gap(
+        impl(), z, y, np.array([1.0, -6.0, 0.0, 3.0]), "logit_gap(z, y) (row 3 a tie)"
+    )
 
 
 @pytest.mark.ex7_3

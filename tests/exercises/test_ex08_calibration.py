@@ -88,7 +88,9 @@ def _ece_mistakes(probs, labels, n_bins, norm):
         "a confidence on an edge m/M went to the upper bin ([(m−1)/M, m/M)): bins are closed "
         "on the right, so it belongs to the lower bin": _ece(*args, closed="left"),
         "the accuracy of a bin is the mean of p_(i,y_i): it is the share of rows whose top "
-        "label ŷ_i = argmax_k p_ik equals the label": _ece(*args, accuracy="true probability"),
+        "label ŷ_i = argmax_k p_ik equals the label": _ece(
+            *args, accuracy="true probability"
+        ),
         "every bin got the overall accuracy: the accuracy is computed per bin, over its rows": (
             _ece(*args, accuracy="overall")
         ),
@@ -98,12 +100,12 @@ def _ece_mistakes(probs, labels, n_bins, norm):
             "the bins are averaged without their weights |B_m|/N (a plain mean over the "
             "non-empty bins)"
         ] = _ece(*args, average="bins")
-        mistakes["the bins are averaged without their weights |B_m|/N (divided by M)"] = _ece(
-            *args, average="all bins"
-        )
+        mistakes[
+            "the bins are averaged without their weights |B_m|/N (divided by M)"
+        ] = _ece(*args, average="all bins")
     if norm == "l2":
-        mistakes["the square root is missing: l2 = √(Σ_m (|B_m|/N)·(acc − conf)²)"] = _ece(
-            *args, root=False
+        mistakes["the square root is missing: l2 = √(Σ_m (|B_m|/N)·(acc − conf)²)"] = (
+            _ece(*args, root=False)
         )
     if norm == "max":
         mistakes[
@@ -140,7 +142,11 @@ def _check_ece(ece, probs, labels, n_bins, norm, expected, what):
 def test_ece_by_hand_with_confidences_on_bin_edges(impl, norm):
     # bins: (count, acc, conf) = (1, 1, .25), (1, 0, .5), (2, .5, .6875), (1, 1, 1)
     # ECE = (.75 + .5 + 2·.1875 + 0) / 5 = .325; RMS = √((.75² + .5² + 2·.1875²)/5); MCE = .75
-    expected = {"l1": 0.325, "l2": np.sqrt((0.75**2 + 0.5**2 + 2 * 0.1875**2) / 5), "max": 0.75}
+    expected = {
+        "l1": 0.325,
+        "l2": np.sqrt((0.75**2 + 0.5**2 + 2 * 0.1875**2) / 5),
+        "max": 0.75,
+    }
     expected = expected[norm]
     what = f"expected_calibration_error(probs, labels, n_bins=4, norm={norm!r})"
     _check_ece(impl(), EDGE_PROBS, EDGE_LABELS, 4, norm, expected, what)
@@ -183,7 +189,9 @@ def test_ece_on_random_predictions(impl, n_bins, norm):
     z, labels = _predictions(81 + n_bins)
     p = softmax(z)
     what = f"expected_calibration_error(probs, labels, n_bins={n_bins}, norm={norm!r}), N = 400"
-    _check_ece(impl(), p, labels, n_bins, norm, _ece_by_loop(p, labels, n_bins, norm), what)
+    _check_ece(
+        impl(), p, labels, n_bins, norm, _ece_by_loop(p, labels, n_bins, norm), what
+    )
 
 
 @pytest.mark.ex8_1
@@ -192,7 +200,9 @@ def test_empty_bins_count_for_nothing(impl, norm):
     # 15 bins and 6 rows: most bins are empty
     z, labels = _predictions(86, n=6)
     p = softmax(z)
-    what = f"expected_calibration_error(probs, labels, n_bins=15, norm={norm!r}), 6 rows"
+    what = (
+        f"expected_calibration_error(probs, labels, n_bins=15, norm={norm!r}), 6 rows"
+    )
     _check_ece(impl(), p, labels, 15, norm, _ece_by_loop(p, labels, 15, norm), what)
 
 
@@ -235,7 +245,11 @@ def _check_temperature(t: float, z: np.ndarray, labels: np.ndarray, what: str) -
         raise Diagnosis(f"{what} returned {t!r}: it must return one number T > 0")
     t = float(t)
     best = _best_temperature(z, labels)
-    lower = [n for n in (t * (1 - 1e-3), t * (1 + 1e-3)) if _nll(z, labels, n) < _nll(z, labels, t)]
+    lower = [
+        n
+        for n in (t * (1 - 1e-3), t * (1 + 1e-3))
+        if _nll(z, labels, n) < _nll(z, labels, t)
+    ]
     if not lower:
         return
     fact = (
@@ -249,7 +263,9 @@ def _check_temperature(t: float, z: np.ndarray, labels: np.ndarray, what: str) -
             f"so return T = 1/β"
         )
     if t == 1.0:
-        raise Diagnosis(f"{fact}. T = 1 leaves the logits as they are: nothing was fitted")
+        raise Diagnosis(
+            f"{fact}. T = 1 leaves the logits as they are: nothing was fitted"
+        )
     if min(abs(t / 0.01 - 1), abs(t / 100 - 1)) < 1e-6:
         raise Diagnosis(
             f"{fact}. T = {t:g} is an end of the range [0.01, 100]: does your objective change "
@@ -258,21 +274,27 @@ def _check_temperature(t: float, z: np.ndarray, labels: np.ndarray, what: str) -
         )
     # the ECE a search that minimises the ECE would reach, on a fine grid around T*
     ece_yours, ece_best = (_ece(softmax(z / s), labels, 15) for s in (t, best))
-    lowest = min(_ece(softmax(z / s), labels, 15) for s in np.geomspace(best / 3, best * 3, 2001))
+    lowest = min(
+        _ece(softmax(z / s), labels, 15) for s in np.geomspace(best / 3, best * 3, 2001)
+    )
     if ece_yours < ece_best and ece_yours - lowest <= 0.1 * (ece_best - lowest):
         raise Diagnosis(
             f"{fact}. Your T minimises the ECE instead: its ECE, {ece_yours:.4f}, is about the "
             f"lowest any T reaches ({lowest:.4f}; {ece_best:.4f} at the NLL's minimum). "
             f"Temperature scaling minimises the NLL, not the ECE"
         )
-    raise AssertionError(f"{fact}: search until the interval is much narrower than 1e-3·T")
+    raise AssertionError(
+        f"{fact}: search until the interval is much narrower than 1e-3·T"
+    )
 
 
 @pytest.mark.ex8_2
 def test_fitted_temperature_is_the_minimum(impl):
     fit_temperature = impl()
     z, labels = _predictions(82)
-    _check_temperature(fit_temperature(z, labels), z, labels, "fit_temperature(logits, labels)")
+    _check_temperature(
+        fit_temperature(z, labels), z, labels, "fit_temperature(logits, labels)"
+    )
 
 
 @pytest.mark.ex8_2
@@ -280,7 +302,9 @@ def test_under_confident_logits_get_a_temperature_below_one(impl):
     fit_temperature = impl()
     z, labels = _predictions(84)
     z = z / 4  # labels drawn from softmax(z / 1.7) with the logits shrunk: T* < 1
-    _check_temperature(fit_temperature(z, labels), z, labels, "fit_temperature(logits / 4, ...)")
+    _check_temperature(
+        fit_temperature(z, labels), z, labels, "fit_temperature(logits / 4, ...)"
+    )
 
 
 @pytest.mark.ex8_2
@@ -290,7 +314,9 @@ def test_temperature_undoes_an_artificial_scaling(impl, factor):
     z, labels = _predictions(83, n=3000)
     base = _best_temperature(z, labels)
     scaled = fit_temperature(factor * z, labels)
-    _check_temperature(scaled, factor * z, labels, f"fit_temperature({factor} · logits, labels)")
+    _check_temperature(
+        scaled, factor * z, labels, f"fit_temperature({factor} · logits, labels)"
+    )
     assert_close(
         scaled,
         factor * base,
@@ -331,14 +357,18 @@ def _pav_mistakes(values, weights=None):
     weighted = weights is not None and not np.allclose(weights, 1)
     mistakes = {
         "a pool can create a new violation further left: after pooling, compare the new "
-        "block with the one before it again (while, not if)": _pav(values, weights, repeat=False),
+        "block with the one before it again (while, not if)": _pav(
+            values, weights, repeat=False
+        ),
         "the pooled mean is the plain average of the two block means: weight each by its "
-        "total weight, (W_a m_a + W_b m_b)/(W_a + W_b)": _pav(values, weights, mean="halves"),
+        "total weight, (W_a m_a + W_b m_b)/(W_a + W_b)": _pav(
+            values, weights, mean="halves"
+        ),
     }
     if weighted:
-        mistakes["the weights are ignored: the pooled mean is (W_a m_a + W_b m_b)/(W_a + W_b)"] = (
-            _pav(values, weights, mean="sizes")
-        )
+        mistakes[
+            "the weights are ignored: the pooled mean is (W_a m_a + W_b m_b)/(W_a + W_b)"
+        ] = _pav(values, weights, mean="sizes")
     return mistakes
 
 
@@ -350,7 +380,11 @@ def _check_pav(pav, values, weights, expected, what):
             f"value per input, so expand the blocks (np.repeat(means, sizes))\n"
             f"got {show(got)}\nexpected {show(expected)}"
         )
-    inputs = {"values": values} if weights is None else {"values": values, "weights": weights}
+    inputs = (
+        {"values": values}
+        if weights is None
+        else {"values": values, "weights": weights}
+    )
     mistakes = _pav_mistakes(values, weights)
     assert_close(got, expected, 1e-12, what, mistakes=mistakes, **inputs)
 
@@ -362,14 +396,18 @@ def test_pav_matches_sklearn_with_weights_and_ties(impl, seed):
     values = rng.standard_normal(150).round(1)  # rounded: many tied values
     weights = rng.uniform(0.1, 3.0, 150)
     expected = isotonic_regression(values, sample_weight=weights)
-    _check_pav(impl(), values, weights, expected, "pool_adjacent_violators(values, weights)")
+    _check_pav(
+        impl(), values, weights, expected, "pool_adjacent_violators(values, weights)"
+    )
 
 
 @pytest.mark.ex8_3
 def test_pav_without_weights_matches_sklearn(impl):
     values = np.random.default_rng(3).standard_normal(60)
     expected = isotonic_regression(values)
-    _check_pav(impl(), values, None, expected, "pool_adjacent_violators(values), 60 values")
+    _check_pav(
+        impl(), values, None, expected, "pool_adjacent_violators(values), 60 values"
+    )
 
 
 @pytest.mark.ex8_3

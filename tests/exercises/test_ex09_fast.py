@@ -17,7 +17,9 @@ def _lse(x: np.ndarray) -> np.ndarray:
     return torch.logsumexp(torch.tensor(x, dtype=torch.float64), dim=-1).numpy()
 
 
-def _online(x: np.ndarray, chunk: int, *, rescale: bool = True, keep: bool = True) -> np.ndarray:
+def _online(
+    x: np.ndarray, chunk: int, *, rescale: bool = True, keep: bool = True
+) -> np.ndarray:
     """The online log-sum-exp with one step changed, as a mistake would change it."""
     m = np.full(x.shape[:-1], -np.inf)
     d = np.zeros(x.shape[:-1])
@@ -30,12 +32,16 @@ def _online(x: np.ndarray, chunk: int, *, rescale: bool = True, keep: bool = Tru
     return m + np.log(d)
 
 
-def _check(online_logsumexp, x: np.ndarray, chunk: int, what: str, rtol: float = 1e-12) -> None:
+def _check(
+    online_logsumexp, x: np.ndarray, chunk: int, what: str, rtol: float = 1e-12
+) -> None:
     before = x.copy()
     with np.errstate(all="ignore"):
         got = online_logsumexp(x, chunk)
     if not np.array_equal(x, before):
-        raise Diagnosis(f"{what}: online_logsumexp modified its input x; work on new arrays")
+        raise Diagnosis(
+            f"{what}: online_logsumexp modified its input x; work on new arrays"
+        )
     expected = _lse(x)
     if np.shape(got) == expected.shape and not np.all(np.isfinite(got)):
         big = float(np.abs(x).max())
@@ -50,7 +56,8 @@ def _check(online_logsumexp, x: np.ndarray, chunk: int, what: str, rtol: float =
             "Σ exp(x − m')": _online(x, chunk, rescale=False),
             "only the last chunk counts: d ← d·exp(m − m') + Σ exp(x − m') keeps the "
             "earlier chunks": _online(x, chunk, keep=False),
-            "the max m is missing from the result: lse = m + log d": expected - x.max(axis=-1),
+            "the max m is missing from the result: lse = m + log d": expected
+            - x.max(axis=-1),
         }
     assert_close(got, expected, rtol, what, mistakes=mistakes, x=x)
 
@@ -60,7 +67,9 @@ def _check(online_logsumexp, x: np.ndarray, chunk: int, what: str, rtol: float =
 def test_matches_logsumexp_for_any_chunk(impl, chunk):
     """Chunks of one class, not dividing K = 37, exactly K, more than K."""
     x = random_logits(np.random.default_rng(101), (4, 5), 37)
-    _check(impl(), x, chunk, f"online_logsumexp(x, chunk={chunk}), x of shape (4, 5, 37)")
+    _check(
+        impl(), x, chunk, f"online_logsumexp(x, chunk={chunk}), x of shape (4, 5, 37)"
+    )
 
 
 @pytest.mark.ex9_1
@@ -97,7 +106,13 @@ def test_keeps_the_input_dtype(impl, dtype):
             f"(np.full and np.zeros make float64 arrays unless given dtype=x.dtype)"
         )
     rtol = 1e-6 if dtype == np.float32 else 1e-12
-    _check(online_logsumexp, x, 16, f"online_logsumexp(x, chunk=16), {np.dtype(dtype)}", rtol)
+    _check(
+        online_logsumexp,
+        x,
+        16,
+        f"online_logsumexp(x, chunk=16), {np.dtype(dtype)}",
+        rtol,
+    )
 
 
 @pytest.mark.ex9_1

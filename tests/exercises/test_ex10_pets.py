@@ -108,7 +108,9 @@ def _check_cycle(one_cycle, total: int, max_lr: float, **options) -> None:
     got = _yours(one_cycle, total, max_lr, **options)
     expected = _schedule(total, max_lr, **options)
     mistakes = _one_cycle_mistakes(total, max_lr, **options)
-    call = ", ".join([f"step, {total}, {max_lr}"] + [f"{k}={v}" for k, v in options.items()])
+    call = ", ".join(
+        [f"step, {total}, {max_lr}"] + [f"{k}={v}" for k, v in options.items()]
+    )
     for column, name in ((0, "learning rate"), (1, "β1")):
         assert_close(
             got[:, column],
@@ -215,7 +217,9 @@ def _check_fold(reflect, t: torch.Tensor, expected: torch.Tensor, what: str) -> 
             f"tensor\nbefore {show(before.numpy())}\nafter  {show(t.numpy())}"
         )
     if not isinstance(got, torch.Tensor):
-        raise Diagnosis(f"reflect returned {type(got).__name__}: return a tensor like t")
+        raise Diagnosis(
+            f"reflect returned {type(got).__name__}: return a tensor like t"
+        )
     if got.dtype != t.dtype:
         raise Diagnosis(
             f"reflect of a {str(t.dtype).removeprefix('torch.')} tensor returned "
@@ -234,10 +238,12 @@ def _check_fold(reflect, t: torch.Tensor, expected: torch.Tensor, what: str) -> 
 @pytest.mark.ex10_2
 def test_reflect_by_hand(impl):
     t = torch.tensor(
-        [-1.0, -0.25, 0.0, 0.6, 1.0, 1.2, -1.3, 2.5, 3.0, 4.5, -3.5, -5.2], dtype=torch.float64
+        [-1.0, -0.25, 0.0, 0.6, 1.0, 1.2, -1.3, 2.5, 3.0, 4.5, -3.5, -5.2],
+        dtype=torch.float64,
     )
     expected = torch.tensor(
-        [-1.0, -0.25, 0, 0.6, 1, 0.8, -0.7, -0.5, -1, 0.5, 0.5, -0.8], dtype=torch.float64
+        [-1.0, -0.25, 0, 0.6, 1, 0.8, -0.7, -0.5, -1, 0.5, 0.5, -0.8],
+        dtype=torch.float64,
     )
     _check_fold(impl(), t, expected, "reflect(t)")
 
@@ -259,4 +265,9 @@ def test_reflect_of_random_coordinates(impl):
 @pytest.mark.ex10_2
 def test_reflect_keeps_grids_float32_and_their_shape(impl):
     grid = torch.linspace(-3, 3, 64).view(1, 8, 4, 2)
-    _check_fold(impl(), grid, _reference_fold(grid).float(), "reflect(grid), a (1, 8, 4, 2) grid")
+    _check_fold(
+        impl(),
+        grid,
+        _reference_fold(grid).float(),
+        "reflect(grid), a (1, 8, 4, 2) grid",
+    )
