@@ -1,5 +1,5 @@
 # Lesson 09 · Fast LSCE: the checks of the library's fast code (lsce_scratch.fast, and
-# LSCEFunction in lsce_scratch.nn) and its figures. The narrative is the page
+# FastLSCEFunction in lsce_scratch.nn) and its figures. The narrative is the page
 # docs/lessons/09-fast-lsce.md. Run: python lessons/09_fast_lsce.py (or lsce run 9).
 
 # %%
@@ -224,7 +224,7 @@ timings = {
     "naive NumPy": seconds(lambda: naive_lsce(z_np, y_np, EPS), repeats),
     "fast NumPy": seconds(lambda: fast_lsce(z_np, y_np), repeats),
     "F.cross_entropy": seconds(builtin, repeats),
-    "LSCEFunction": seconds(
+    "LabelSmoothingCrossEntropy": seconds(
         torch_pass(lnn.LabelSmoothingCrossEntropy(EPS), z_t, y_t), repeats
     ),
 }
@@ -237,9 +237,9 @@ table.claim(
     required=False,
 )
 table.claim(
-    "LSCEFunction beats F.cross_entropy",
-    timings["LSCEFunction"] < timings["F.cross_entropy"],
-    f"K = {k_time}: {timings['LSCEFunction'] * 1e3:.1f} ms vs "
+    "LabelSmoothingCrossEntropy beats F.cross_entropy",
+    timings["LabelSmoothingCrossEntropy"] < timings["F.cross_entropy"],
+    f"K = {k_time}: {timings['LabelSmoothingCrossEntropy'] * 1e3:.1f} ms vs "
     f"{timings['F.cross_entropy'] * 1e3:.1f} ms",
     required=False,
 )
@@ -257,20 +257,24 @@ bench = {
 if "cpu" not in bench:
     raise FileNotFoundError(f"{bench_dir / 'cpu.json'} is missing: run make bench")
 # make bench's implementation names → the figure's labels and the
-# keys of 09_results.json
+# make bench's row names (as measured) → the figure's label and the key in
+# 09_results.json; the rows named LSCEFunction measured the module's fast Function
 SHOWN = {
     "NumPy naive": ("naive NumPy", "naive"),
     "NumPy simple (losses)": ("simple NumPy (lesson 05)", "simple"),
     "NumPy fast": ("fast NumPy", "fast"),
     "F.cross_entropy": ("F.cross_entropy", "builtin"),
     "composite module": ("composite module (lesson 06)", "composite"),
-    "LSCEFunction": ("LSCEFunction", "lsce_function"),
+    "LSCEFunction": ("FastLSCEFunction", "lsce_function"),
     "LSCEFunction grad_in_forward": (
-        "LSCEFunction, grad_in_forward",
+        "FastLSCEFunction, grad_in_forward",
         "grad_in_forward",
     ),
-    "LSCEFunction inplace": ("LSCEFunction, inplace", "inplace"),
-    "LSCEFunction torch ops": ("LSCEFunction, torch ops (no Triton)", "torch_ops"),
+    "LSCEFunction inplace": ("FastLSCEFunction, inplace", "inplace"),
+    "LSCEFunction torch ops": (
+        "FastLSCEFunction, torch ops (no Triton)",
+        "torch_ops",
+    ),
 }
 
 

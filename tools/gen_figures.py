@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsce_course.course import load_lessons
+from lsce_course.course import Lesson, load_lessons
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a lesson imports: its figures are made again when one of these changes
@@ -87,7 +87,7 @@ def cache_dir(script: Path, root: Path, quick_flag: bool) -> Path:
     return root / CACHE / ("quick" if quick_flag else "full") / script.stem
 
 
-# [[run:08_table.json:methods.CE.ece:.3f]]: a value a lesson's run saved (see run_value)
+# [[run:08_table.json:methods.CE.ece:.3f]]: a value a lesson's run saved (with_run_values)
 RUN_VALUE = re.compile(
     r"\[\[run:(?P<file>[\w.-]+):(?P<key>[\w.-]+)(?::(?P<spec>[^\]]*))?\]\]"
 )
@@ -97,11 +97,12 @@ class MissingRunOutput(LookupError):
     """A page asks for a file or a value that the lesson's run did not save."""
 
 
-def run_output(name: str, root: Path = ROOT) -> Path:
+def run_output(
+    name: str, root: Path = ROOT, lessons: list[Lesson] | None = None
+) -> Path:
     """A file a lesson's docs run saved beside its figures ('08_table.json' → lesson 8)."""
-    lesson = next(
-        (l for l in load_lessons(root) if name.startswith(f"{l.label}_")), None
-    )
+    lessons = load_lessons(root) if lessons is None else lessons
+    lesson = next((l for l in lessons if name.startswith(f"{l.label}_")), None)
     if lesson is None:
         raise MissingRunOutput(f"{name!r} does not start with a lesson number (NN_)")
     path = cache_dir(root / lesson.script, root, quick()) / name
@@ -110,23 +111,28 @@ def run_output(name: str, root: Path = ROOT) -> Path:
     return path
 
 
-def run_value(match: re.Match[str], root: Path = ROOT) -> str:
-    """The text of one ``[[run:FILE:key.path:spec]]``: list indexes are numbers, and the
-    spec is a Python format spec."""
-    value: object = json.loads(
-        run_output(match["file"], root).read_text(encoding="utf-8")
-    )
-    for key in match["key"].split("."):
-        try:
-            value = value[int(key)] if isinstance(value, list) else value[key]  # type: ignore[index]
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise MissingRunOutput(f"{match['file']} has no {match['key']}") from None
-    return format(value, match["spec"] or "")
-
-
 def with_run_values(text: str, root: Path = ROOT) -> str:
-    """``text`` with every ``[[run:…]]`` replaced by its value."""
-    return RUN_VALUE.sub(lambda match: run_value(match, root), text)
+    """``text`` with every ``[[run:FILE:key.path:spec]]`` replaced by its value: list
+    indexes are numbers, and the spec is a Python format spec. Each file is read once."""
+    if not RUN_VALUE.search(text):
+        return text
+    lessons = load_lessons(root)
+    records: dict[str, object] = {}
+
+    def value(match: re.Match[str]) -> str:
+        name = match["file"]
+        if name not in records:
+            path = run_output(name, root, lessons)
+            records[name] = json.loads(path.read_text(encoding="utf-8"))
+        found = records[name]
+        for key in match["key"].split("."):
+            try:
+                found = found[int(key)] if isinstance(found, list) else found[key]  # type: ignore[index]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise MissingRunOutput(f"{name} has no {match['key']}") from None
+        return format(found, match["spec"] or "")
+
+    return RUN_VALUE.sub(value, text)
 
 
 def _remove_abandoned(parent: Path, stem: str) -> None:

@@ -15,6 +15,7 @@ autograd Functions, all with the closed-form backward of lesson 06:
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
@@ -90,11 +91,7 @@ def label_smoothing_cross_entropy(
             "view), so one entry would receive the gradients of several; pass "
             "logits.contiguous(), or use inplace=False"
         )
-    flat_target = (
-        target.reshape(-1).long()
-        if kind == "index"
-        else target.reshape(-1, num_classes)
-    )
+    flat_target = flat_targets(target, kind, num_classes)
     args = (
         flat,
         flat_target,
@@ -104,12 +101,7 @@ def label_smoothing_cross_entropy(
         reduction,
         kind,
     )
-    # our ops must run in the dtypes chosen above, not in autocast's
-    with (
-        torch.autocast(device_type, enabled=False)
-        if autocast
-        else contextlib.nullcontext()
-    ):
+    with without_autocast(device_type, autocast):
         if not fast:
             loss = LSCEFunction.apply(*args)
         elif grad_in_forward or inplace:
@@ -117,6 +109,22 @@ def label_smoothing_cross_entropy(
         else:
             loss = FastLSCEFunction.apply(*args)
     return loss.reshape(leading) if reduction == "none" else loss
+
+
+def flat_targets(target: Tensor, kind: str, num_classes: int) -> Tensor:
+    """The targets one row of logits each: (N,) int64 class indices, or (N, K)
+    probabilities."""
+    if kind == "index":
+        return target.reshape(-1).long()
+    return target.reshape(-1, num_classes)
+
+
+def without_autocast(device_type: str, autocast: bool) -> AbstractContextManager:
+    """Where autocast is on, a context in which it is off: our ops must run in the
+    dtypes the caller chose for them, not in autocast's."""
+    if autocast:
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _autocast_float32(t: Tensor) -> Tensor:

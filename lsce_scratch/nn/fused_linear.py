@@ -7,16 +7,15 @@ FLCE; the NumPy version is :func:`lsce_scratch.fast.linear_lsce`).
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
 from lsce_scratch import chunking
 from lsce_scratch.nn.backends import loss_and_gradients, on_numpy
 from lsce_scratch.nn.function import Context, compute_dtype
+from lsce_scratch.nn.functional import flat_targets, without_autocast
 from lsce_scratch.nn.grad_in_forward import gradients_from_forward
-from lsce_scratch.nn.reduction import mean_denominator, reduce, row_scale
+from lsce_scratch.nn.reduction import reduce, unit_scales
 from lsce_scratch.nn.rows import Rows, rows_without_softmax
 from lsce_scratch.nn.validation import nonfinite_rows, validate
 
@@ -53,10 +52,7 @@ class LinearLSCEFunction(torch.autograd.Function):
         rows = Rows.build(
             target, kind, epsilon, weight, ignore_index, num_classes, dtype
         )
-        denominator = mean_denominator(reduction, rows.valid, rows.w_y, dtype)
-        scale = row_scale(
-            torch.ones((), dtype=dtype, device=hidden.device), denominator, rows.valid
-        )
+        denominator, scale = unit_scales(reduction, rows.valid, rows.w_y, dtype)
         need_h, need_w, need_b, need_t = ctx.needs_input_grad[:4]
         d_hidden = torch.empty_like(hidden) if need_h else None
         # ∂L/∂W and ∂L/∂b add up over chunks: accumulate in the compute dtype
@@ -189,11 +185,7 @@ def linear_label_smoothing_cross_entropy(
     # zero stands in for the logits, which are never built
     stand_in = hidden.new_zeros(()).expand(hidden.shape[:-1] + (num_classes,))
     kind = validate(stand_in, target, epsilon, reduction, weight, ignore_index)
-    flat_target = (
-        target.reshape(-1).long()
-        if kind == "index"
-        else target.reshape(-1, num_classes)
-    )
+    flat_target = flat_targets(target, kind, num_classes)
     itemsize = torch.finfo(compute_dtype(hidden.dtype)).bits // 8
     budget = (
         chunking.CUDA_FUSED_CHUNK_BYTES
@@ -201,12 +193,7 @@ def linear_label_smoothing_cross_entropy(
         else chunking.FUSED_CHUNK_BYTES
     )
     rows = chunk_rows or chunking.rows_per_chunk(num_classes, itemsize, budget)
-    # our ops must run in the dtypes chosen above, not in autocast's
-    with (
-        torch.autocast(device_type, enabled=False)
-        if autocast
-        else contextlib.nullcontext()
-    ):
+    with without_autocast(device_type, autocast):
         loss = LinearLSCEFunction.apply(
             hidden.reshape(-1, hidden.shape[-1]),
             lin_weight,

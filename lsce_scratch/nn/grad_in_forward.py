@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lsce_scratch.nn.backends import empty_like, loss_and_gradients
 from lsce_scratch.nn.function import Context, compute_dtype, refuse_double_backward
-from lsce_scratch.nn.reduction import mean_denominator, reduce, row_scale
+from lsce_scratch.nn.reduction import reduce, unit_scales
 from lsce_scratch.nn.rows import Rows, check_values, rows_without_softmax
 
 
@@ -46,11 +46,8 @@ class LSCEGradInForward(torch.autograd.Function):
         rows = Rows.build(
             target, kind, epsilon, weight, ignore_index, logits.shape[-1], dtype
         )
-        denominator = mean_denominator(reduction, rows.valid, rows.w_y, dtype)
         # the gradients for grad_output = 1; the backward multiplies by the real one
-        scale = row_scale(
-            torch.ones((), dtype=dtype, device=logits.device), denominator, rows.valid
-        )
+        denominator, scale = unit_scales(reduction, rows.valid, rows.w_y, dtype)
         grad = None
         if ctx.needs_input_grad[0]:
             grad = logits.detach() if inplace else empty_like(logits)

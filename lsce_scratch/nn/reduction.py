@@ -48,3 +48,14 @@ def row_scale(grad_output: Tensor, denominator: Tensor | None, valid: Tensor) ->
 
 
 # --8<-- [end:reduction]
+
+
+def unit_scales(
+    reduction: str, valid: Tensor, w_y: Tensor | None, dtype: torch.dtype
+) -> tuple[Tensor | None, Tensor]:
+    """The 'mean' denominator and every row's s_i for grad_output = 1: what a forward
+    that computes the gradients itself scales them by (its backward then multiplies by
+    the real grad_output)."""
+    denominator = mean_denominator(reduction, valid, w_y, dtype)
+    one = torch.ones((), dtype=dtype, device=valid.device)
+    return denominator, row_scale(one, denominator, valid)
